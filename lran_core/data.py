@@ -1,0 +1,416 @@
+"""Reading histology images and datasets: IDC (patient folders) and class folders, splits by
+patient or image, k folds, class-balanced batches, patch extraction from a labelled image.
+
+Every reader reports an unreadable file by name (:class:`ImageReadError`, or a warning when a
+dataset skips it); nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, Sampler
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+MIN_SIDE = 8
+MAX_PIXELS = 120_000_000
+IDC_CLASS_NAMES = {"0": "IDC-negative", "1": "IDC-positive"}
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be used as an image; the message names it and says why."""
+
+
+def load_image(
+    source: bytes | str | Path,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
+) -> np.ndarray:
+    """Decodes an image to RGB uint8 (H, W, 3).
+
+    Takes a path or the file's bytes (``name`` is used in messages). RGBA and palette images are
+    composited on white, grayscale is repeated, 16-bit and float images are scaled to 8 bits.
+    Raises ImageReadError for a file that is not an image, is truncated, has more than
+    ``max_pixels`` pixels (a decompression bomb), or is smaller than ``min_side`` on a side
+    (datasets pass 1: IDC's edge patches, e.g. 50 x 6, are padded, not refused).
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with warnings.catch_warnings():
+            # Our own limit (max_pixels) is checked below from the header alone.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageReadError(
+                    f"{label}: {width} x {height} = {width * height:,} pixels is more than the "
+                    f"limit of {max_pixels:,} (decompression bomb?)"
+                )
+            img.load()
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{label}: refused as a decompression bomb ({err})") from err
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"{label}: not a readable image file") from err
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{label}: no such file") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{label}: corrupt or truncated image ({err})") from err
+    if min(width, height) < min_side:
+        raise ImageReadError(
+            f"{label}: {width} x {height} pixels is too small (at least {min_side} on a side)"
+        )
+    return _to_rgb8(img)
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        # 16-bit files usually use the full range; float/int32 ones are scaled by their maximum.
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        if img.mode in ("I", "F") and a.max() > 65535:
+            top = float(a.max())
+        gray = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def read_mpp(source: bytes | str | Path) -> float | None:
+    """Microns per pixel from TIFF resolution tags (or PNG/JPEG dpi), None when absent."""
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with Image.open(fp) as img:
+            tags = getattr(img, "tag_v2", None)
+            if tags is not None and 282 in tags:
+                xres = float(tags[282])
+                unit = tags.get(296, 2)
+                per_um = {2: 25400.0, 3: 10000.0}.get(int(unit))
+                return per_um / xres if per_um and xres > 0 else None
+            dpi = img.info.get("dpi")
+            # 72 and 96 dpi are screen defaults written by tools, not a scanner's resolution.
+            if dpi and float(dpi[0]) > 96:
+                return 25400.0 / float(dpi[0])
+    except (OSError, UnidentifiedImageError, ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def pad_to(rgb: np.ndarray, height: int, width: int, fill: int = 255) -> np.ndarray:
+    """Pads an image (h, w, 3) at the bottom/right to at least (height, width) with ``fill``.
+
+    IDC's edge patches (e.g. 50 x 42) are cut off by the slide border; white is the glass.
+    """
+    h, w = rgb.shape[:2]
+    if h >= height and w >= width:
+        return rgb
+    out = np.full((max(h, height), max(w, width), 3), fill, dtype=rgb.dtype)
+    out[:h, :w] = rgb
+    return out
+
+
+def square(rgb: np.ndarray) -> np.ndarray:
+    """Pads a non-square image to a square (white) so resizing keeps its aspect."""
+    side = max(rgb.shape[:2])
+    return pad_to(rgb, side, side)
+
+
+def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Square-pads then resizes an RGB image to (size, size, 3)."""
+    rgb = square(rgb)
+    if rgb.shape[0] == size:
+        return rgb
+    interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interp)
+
+
+def normalise_batch(
+    batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Takes uint8 images (N, 3, H, W); gives float (N, 3, H, W) normalised by mean/std of [0,1]."""
+    m = torch.tensor(mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+    return (batch.float() / 255.0 - m) / s
+
+
+def preprocess(
+    rgb: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Takes RGB uint8 (H, W, 3); gives the model's input (1, 3, S, S), S = ``input_size``."""
+    x = torch.from_numpy(np.ascontiguousarray(resize_rgb(rgb, input_size))).permute(2, 0, 1)
+    return normalise_batch(x[None], mean, std)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: its path, class index and group (patient, or the image itself)."""
+
+    path: Path
+    label: int
+    group: str
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_idc(root: str | Path) -> tuple[list[Sample], list[str]]:
+    """Reads the Kaggle IDC layout ``<patient>/<label>/*.png``; groups are patients."""
+    root = Path(root)
+    labels = sorted(
+        {d.name for p in root.iterdir() if p.is_dir() for d in p.iterdir() if d.is_dir()}
+    )
+    if not labels:
+        raise ValueError(f"{root}: no <patient>/<label>/ folders found")
+    index = {name: i for i, name in enumerate(labels)}
+    samples = [
+        Sample(img, index[label_dir.name], patient.name)
+        for patient in sorted(p for p in root.iterdir() if p.is_dir())
+        for label_dir in sorted(d for d in patient.iterdir() if d.is_dir())
+        for img in _images_in(label_dir)
+    ]
+    return samples, [IDC_CLASS_NAMES.get(name, name) for name in labels]
+
+
+def read_class_folders(root: str | Path) -> tuple[list[Sample], list[str]]:
+    """Reads ``<class>/*.{png,jpg,tif}`` (as BACH and BreakHis are shipped); groups are images."""
+    root = Path(root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and _images_in(p))
+    if len(classes) < 2:
+        raise ValueError(f"{root}: need at least two class folders with images, found {classes}")
+    samples = [
+        Sample(img, i, f"{name}/{img.stem}")
+        for i, name in enumerate(classes)
+        for img in _images_in(root / name)
+    ]
+    return samples, classes
+
+
+def read_dataset(root: str | Path) -> tuple[list[Sample], list[str], str]:
+    """Detects the layout; gives (samples, class names, ``"idc"`` or ``"classes"``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such data folder")
+    subdirs = [p for p in root.iterdir() if p.is_dir()]
+    if subdirs and all(not _images_in(p) and any(d.is_dir() for d in p.iterdir()) for p in subdirs):
+        samples, classes = read_idc(root)
+        return samples, classes, "idc"
+    samples, classes = read_class_folders(root)
+    return samples, classes, "classes"
+
+
+def _grouped(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[s.group].append(s)
+    return groups
+
+
+def kfold_by_group(
+    samples: Sequence[Sample], k: int, seed: int = 0
+) -> list[tuple[list[Sample], list[Sample]]]:
+    """k (train, validation) pairs; every group (patient) lands in exactly one validation fold.
+
+    Groups are dealt round-robin after sorting by their positive fraction, so folds get similar
+    class balance.
+    """
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    groups = _grouped(samples)
+    if len(groups) < k:
+        raise ValueError(f"{len(groups)} groups cannot make {k} folds")
+    rng = random.Random(seed)
+    names = sorted(groups)
+    rng.shuffle(names)
+    names.sort(key=lambda g: np.mean([s.label for s in groups[g]]))
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for i, name in enumerate(names):
+        folds[i % k].append(name)
+    out = []
+    for fold in folds:
+        held = set(fold)
+        out.append(
+            (
+                [s for s in samples if s.group not in held],
+                [s for s in samples if s.group in held],
+            )
+        )
+    return out
+
+
+def split_by_group(
+    samples: Sequence[Sample], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[Sample], list[Sample]]:
+    """One (train, validation) split by group (patient or image), never by patch."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    return kfold_by_group(samples, max(2, round(1 / val_fraction)), seed)[0]
+
+
+class BalancedBatchSampler(Sampler[list[int]]):
+    """Batches with the same number of samples from every class (the paper's stratified sampling).
+
+    Each class is drawn without replacement, reshuffled when used up, so every sample is seen.
+    """
+
+    def __init__(self, labels: Sequence[int], batch_size: int, num_batches: int, seed: int = 0):
+        self.by_class = [[i for i, y in enumerate(labels) if y == c] for c in sorted(set(labels))]
+        if len(self.by_class) < 2:
+            raise ValueError("class-balanced batches need at least two classes")
+        if batch_size < len(self.by_class):
+            raise ValueError(f"batch_size {batch_size} < {len(self.by_class)} classes")
+        self.batch_size = batch_size
+        self.num_batches = num_batches
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Different, reproducible batches every epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed * 100003 + self.epoch)
+        pools = [[] for _ in self.by_class]
+        k = len(self.by_class)
+        for _ in range(self.num_batches):
+            batch = []
+            for c, idx in enumerate(self.by_class):
+                n = self.batch_size // k + (1 if c < self.batch_size % k else 0)
+                for _ in range(n):
+                    if not pools[c]:
+                        pools[c] = rng.sample(idx, len(idx))
+                    batch.append(pools[c].pop())
+            rng.shuffle(batch)
+            yield batch
+
+
+class PatchDataset(Dataset):
+    """Images of a dataset, decoded once and held in memory as uint8 at ``size`` x ``size``.
+
+    ``__getitem__`` gives (uint8 tensor (3, size, size), label). Unreadable files are skipped
+    with a warning naming each (see ``skipped``).
+    """
+
+    def __init__(self, samples: Sequence[Sample], size: int, native: int | None = None):
+        self.size = size
+        self.samples: list[Sample] = []
+        self.skipped: list[str] = []
+        images = []
+        for s in samples:
+            try:
+                rgb = load_image(s.path, min_side=1)
+            except ImageReadError as err:
+                warnings.warn(f"skipped: {err}", stacklevel=2)
+                self.skipped.append(str(err))
+                continue
+            if native:
+                rgb = pad_to(rgb, native, native)
+            images.append(resize_rgb(rgb, size))
+            self.samples.append(s)
+        self.images = (
+            torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+            if images
+            else torch.empty(0, 3, size, size, dtype=torch.uint8)
+        )
+        self.labels = [s.label for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], self.labels[i]
+
+    def class_counts(self) -> Counter:
+        """How many samples per class index."""
+        return Counter(self.labels)
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random flips, 90-degree rotations and colour jitter, per image; histology has no
+    orientation, and jitter stands in for stain variation.
+
+    Takes float images (N, 3, H, W) in [0, 1] (square); gives the same shape, in [0, 1].
+    """
+    n = batch.shape[0]
+    dev = batch.device
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator, device="cpu").to(dev)
+
+    flip = rand(n) < 0.5
+    batch = torch.where(flip.view(n, 1, 1, 1), batch.flip(-1), batch)
+    turns = (rand(n) * 4).long().clamp(max=3)
+    batch = torch.stack([torch.rot90(img, int(t), dims=(-2, -1)) for img, t in zip(batch, turns)])
+    brightness = 1 + (rand(n, 1, 1, 1) - 0.5) * 0.3
+    contrast = 1 + (rand(n, 1, 1, 1) - 0.5) * 0.3
+    saturation = 1 + (rand(n, 1, 1, 1) - 0.5) * 0.3
+    hue_shift = (rand(n, 3, 1, 1) - 0.5) * 0.06
+    batch = batch * brightness
+    mean = batch.mean(dim=(1, 2, 3), keepdim=True)
+    batch = (batch - mean) * contrast + mean
+    gray = batch.mean(dim=1, keepdim=True)
+    batch = (batch - gray) * saturation + gray + hue_shift
+    return batch.clamp(0, 1)
+
+
+@dataclass
+class ExtractedPatch:
+    """A patch cut from a larger image with the label the mask gives it."""
+
+    image: np.ndarray
+    label: int
+    x: int
+    y: int
+
+
+def extract_patches(
+    image: np.ndarray,
+    label_mask: np.ndarray,
+    patch_size: int,
+    stride: int | None = None,
+    min_fraction: float = 0.5,
+) -> list[ExtractedPatch]:
+    """Cuts labelled patches from an image and its label mask (how the paper grew its BACH set).
+
+    Takes ``image`` (H, W, 3) and ``label_mask`` (H, W) of class values; slides a
+    ``patch_size`` window with ``stride`` (default: no overlap) and keeps a patch when one label
+    covers at least ``min_fraction`` of it, labelled with that value.
+    """
+    if image.shape[:2] != label_mask.shape[:2]:
+        raise ValueError(f"image {image.shape[:2]} and mask {label_mask.shape[:2]} differ in size")
+    if patch_size < 1 or patch_size > min(image.shape[:2]):
+        raise ValueError(f"patch_size {patch_size} does not fit an image of {image.shape[:2]}")
+    stride = stride or patch_size
+    out = []
+    h, w = label_mask.shape[:2]
+    for y in range(0, h - patch_size + 1, stride):
+        for x in range(0, w - patch_size + 1, stride):
+            window = label_mask[y : y + patch_size, x : x + patch_size]
+            values, counts = np.unique(window, return_counts=True)
+            top = int(np.argmax(counts))
+            if counts[top] >= min_fraction * window.size:
+                out.append(
+                    ExtractedPatch(
+                        image[y : y + patch_size, x : x + patch_size].copy(), int(values[top]), x, y
+                    )
+                )
+    return out

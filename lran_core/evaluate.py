@@ -1,0 +1,176 @@
+"""Evaluation of a trained model on a labelled folder.
+
+    python -m lran_core.evaluate --model PATH_OR_NAME --data DIR --json OUT [--report OUT.html]
+
+Gives accuracy, balanced accuracy, per-class precision/recall/F1, the confusion matrix,
+one-vs-rest ROC curves and AUC, expected calibration error, and per-patient figures for the IDC
+layout. ``--model`` is a checkpoint file or a shipped name such as ``idc/resnet18-lran``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import load_model
+from .data import PatchDataset, kfold_by_group, read_dataset
+from .metrics import compute_metrics
+from .models import LRANClassifier
+from .train import IDC_NATIVE, predict
+
+
+def evaluate(
+    model: LRANClassifier,
+    data: str | Path,
+    batch_size: int = 128,
+    device: str = "cpu",
+    fold: tuple[int, int, int] | None = None,
+) -> dict[str, Any]:
+    """Predicts every readable image under ``data``; gives :func:`compute_metrics` output plus
+    ``model``, ``data``, ``skipped`` (unreadable files, by name) and ``seconds``.
+
+    ``fold`` = (k, i, seed) keeps only the validation part of fold i of the patient-level k
+    folds that training made with that seed (see :func:`lran_core.data.kfold_by_group`).
+    """
+    t0 = time.time()
+    samples, class_names, layout = read_dataset(data)
+    if fold is not None:
+        k, i, seed = fold
+        samples = kfold_by_group(samples, k, seed)[i][1]
+    if class_names != model.meta.class_names:
+        raise ValueError(
+            f"{data}: classes {class_names} differ from the model's {model.meta.class_names}"
+        )
+    ds = PatchDataset(samples, model.meta.input_size, IDC_NATIVE if layout == "idc" else None)
+    probs = predict(
+        model.to(device), ds.images, model.meta.mean, model.meta.std, device, batch_size
+    )
+    groups = [s.group for s in ds.samples] if layout == "idc" else None
+    out = compute_metrics(ds.labels, probs, class_names, groups)
+    out.update(
+        model=model.variant,
+        data=str(data),
+        fold=fold,
+        skipped=ds.skipped,
+        seconds=round(time.time() - t0, 2),
+    )
+    return out
+
+
+def write_report(results: dict[str, Any], path: str | Path) -> Path:
+    """Writes a self-contained plotly HTML report: ROC, confusion matrix, reliability bars and
+    per-patient accuracy (when present)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = results["class_names"]
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=("ROC (one vs rest)", "Confusion matrix", "Per patient accuracy"),
+    )
+    for name, curve in results["roc"].items():
+        auc = results["per_class"][name]["auc"]
+        fig.add_trace(
+            go.Scatter(
+                x=curve["fpr"], y=curve["tpr"], mode="lines", name=f"{name} (AUC {auc:.3f})"
+            ),
+            row=1,
+            col=1,
+        )
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot"}, showlegend=False),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=results["confusion"],
+            x=names,
+            y=names,
+            colorscale="Blues",
+            text=results["confusion"],
+            texttemplate="%{text}",
+            showscale=False,
+        ),
+        row=1,
+        col=2,
+    )
+    groups = results.get("per_group") or {}
+    if groups:
+        fig.add_trace(
+            go.Bar(x=list(groups), y=[g["accuracy"] for g in groups.values()], name="accuracy"),
+            row=1,
+            col=3,
+        )
+    fig.update_xaxes(title_text="false positive rate", row=1, col=1)
+    fig.update_yaxes(title_text="true positive rate", row=1, col=1)
+    fig.update_xaxes(title_text="predicted", row=1, col=2)
+    fig.update_yaxes(title_text="true", autorange="reversed", row=1, col=2)
+    auc = results["auc"]
+    fig.update_layout(
+        title=(
+            f"{results['model']} on {results['data']}: n={results['n']}, accuracy "
+            f"{results['accuracy']:.4f}, balanced {results['balanced_accuracy']:.4f}, AUC "
+            f"{'n/a' if auc is None else f'{auc:.4f}'}, ECE {results['ece']:.4f}"
+        ),
+        height=480,
+        width=1500,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(str(path), include_plotlyjs=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command line: evaluates, prints the headline figures, writes JSON (and HTML)."""
+    p = argparse.ArgumentParser(
+        prog="python -m lran_core.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="checkpoint file or name like idc/resnet18-lran")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--json", required=True, type=Path)
+    p.add_argument("--report", type=Path, default=None, help="plotly HTML report")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="with --fold: evaluate only that validation fold of k patient folds",
+    )
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the seed the folds were made with")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    model = load_model(args.model, args.device)
+    fold = (args.folds, args.fold, args.seed) if args.folds >= 2 else None
+    results = evaluate(model, args.data, args.batch_size, args.device, fold)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1, default=_jsonable))
+    if args.report:
+        write_report(results, args.report)
+    print(
+        json.dumps(
+            {k: results[k] for k in ("model", "n", "accuracy", "balanced_accuracy", "auc", "ece")}
+        )
+    )
+    return results
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+if __name__ == "__main__":
+    main()
