@@ -1,0 +1,262 @@
+"""The review store, on SQLite and (when LRAN_REVIEW_TEST_PG_URL is set) on PostgreSQL."""
+
+import os
+import threading
+import uuid
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from annotations.scores import SCORE_NAMES, agreement
+from annotations.shapes import mask_to_geojson
+from annotations.store import ReviewRecord, SavedReview, Store, StoreError, content_hash
+
+PG_URL = os.environ.get("LRAN_REVIEW_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def db_url(request, tmp_path):
+    """A URL of an empty database: a fresh SQLite file, or a fresh schema on PostgreSQL that is
+    dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'reviews.sqlite'}"
+        return
+    if not PG_URL:
+        pytest.skip("set LRAN_REVIEW_TEST_PG_URL to run the store tests on PostgreSQL")
+    schema = f"lran_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+def make_record(reader="reader a", label="invasive", seed=0, **changes) -> ReviewRecord:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((24, 32), dtype=bool)
+    mask[4:12, 6 + seed : 20 + seed] = True
+    saliency = rng.random((24, 32))
+    rec = ReviewRecord(
+        item_hash=content_hash(b"patch bytes"),
+        filename="patch_001.png",
+        width=32,
+        height=24,
+        kind="patch",
+        reader=reader,
+        model_set="bach-v1",
+        label=label,
+        mask=mask,
+        geojson=mask_to_geojson(mask),
+        predictions={
+            "resnet18-lran": {"benign": 0.1, "in situ": 0.2, "invasive": 0.6, "normal": 0.1},
+            "resnet18": {"benign": 0.5, "in situ": 0.1, "invasive": 0.3, "normal": 0.1},
+        },
+        scores=[
+            {"model": "resnet18-lran", "map": "cam", **agreement(saliency, mask)},
+            {"model": "resnet18-lran", "map": "gate1", **agreement(saliency**2, mask)},
+        ],
+        mpp=0.42,
+        note="BACH ground truth: invasive",
+    )
+    for key, value in changes.items():
+        setattr(rec, key, value)
+    return rec
+
+
+def test_round_trip(db_url):
+    store = Store(db_url)
+    rec = make_record()
+    saved = store.save_review(rec)
+    assert saved == SavedReview(review_id=saved.review_id, version=1)
+
+    assert np.array_equal(store.get_mask(saved.review_id), rec.mask)
+    assert store.get_geojson(saved.review_id) == rec.geojson
+    assert store.item_hashes() == [rec.item_hash]
+
+    reviews = store.reviews_frame()
+    assert len(reviews) == 1
+    row = reviews.iloc[0]
+    assert (row.item_hash, row.filename, row.width, row.height, row.kind) == (
+        rec.item_hash,
+        "patch_001.png",
+        32,
+        24,
+        "patch",
+    )
+    assert (row.reader, row.model_set, row.label, row.version) == (
+        "reader a",
+        "bach-v1",
+        "invasive",
+        1,
+    )
+    assert row.mpp == pytest.approx(0.42) and row.note == "BACH ground truth: invasive"
+    assert str(row.created_at.tz) == "UTC"
+
+    preds = store.predictions_frame().set_index("model")
+    assert preds.loc["resnet18-lran", "probabilities"] == rec.predictions["resnet18-lran"]
+    assert preds.loc["resnet18-lran", "predicted_class"] == "invasive"
+    assert preds.loc["resnet18", "predicted_class"] == "benign"
+    assert preds.loc["resnet18", "p_in situ"] == pytest.approx(0.1)
+
+    scores = store.scores_frame()
+    assert list(scores["map"]) == ["cam", "gate1"]
+    assert set(SCORE_NAMES) <= set(scores.columns)
+    for stored, given in zip(scores.to_dict("records"), rec.scores, strict=True):
+        assert stored["review_id"] == saved.review_id and stored["reader"] == "reader a"
+        assert bool(stored["pointing_game"]) is given["pointing_game"]
+        for name in SCORE_NAMES[1:]:
+            assert stored[name] == pytest.approx(given[name])
+
+
+def test_undefined_scores_are_stored_as_null(db_url):
+    store = Store(db_url)
+    rec = make_record()
+    rec.scores = [{"model": "m", "map": "cam", **agreement(np.ones((24, 32)), np.zeros((24, 32)))}]
+    rec.scores[0]["iou_mean"] = float("nan")
+    store.save_review(rec)
+    row = store.scores_frame().iloc[0]
+    assert np.isnan(row["auroc"]) and np.isnan(row["iou_mean"])
+    assert not row["pointing_game"]  # stored, not lost: an empty region is never hit
+
+
+def test_versions_accumulate_and_nothing_is_overwritten(db_url):
+    store = Store(db_url)
+    first = store.save_review(make_record(label="in situ", seed=0))
+    second = store.save_review(make_record(label="invasive", seed=3))
+    other_reader = store.save_review(make_record(reader="reader b", seed=1))
+    assert (first.version, second.version, other_reader.version) == (1, 2, 1)
+
+    # Version 1 is intact: its label, mask and scores are the first save's.
+    assert np.array_equal(store.get_mask(first.review_id), make_record(seed=0).mask)
+    assert not np.array_equal(store.get_mask(second.review_id), make_record(seed=0).mask)
+    reviews = store.reviews_frame(reader="reader a").set_index("version")
+    assert reviews.loc[1, "label"] == "in situ" and reviews.loc[2, "label"] == "invasive"
+    assert len(store.scores_frame(reader="reader a")) == 4
+
+    latest = store.reviews_frame(latest_only=True)
+    assert sorted(zip(latest.reader, latest.version, strict=True)) == [
+        ("reader a", 2),
+        ("reader b", 1),
+    ]
+    assert len(store.reviews_frame(item_hash="0" * 64)) == 0
+    assert len(store.reviews_frame(model_set="bach-v1")) == 3
+
+
+def test_two_writers_at_once(db_url):
+    # Two Store objects (two connection pools, as two app sessions would have) save reviews of
+    # the same item by the same reader at the same moment.
+    stores = [Store(db_url), Store(db_url)]
+    barrier = threading.Barrier(2)
+    results: list[SavedReview] = []
+    errors: list[BaseException] = []
+
+    def write(store: Store, seed: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(5):
+                results.append(store.save_review(make_record(seed=seed + i)))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, 10 * k)) for k, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r.version for r in results) == list(range(1, 11))
+    frame = stores[0].reviews_frame()
+    assert sorted(frame.version) == list(range(1, 11))
+    assert len(set(frame.review_id)) == 10
+    assert len(stores[1].scores_frame()) == 20
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mask": np.zeros((10, 10), dtype=bool)}, "mask shape"),
+        ({"reader": "  "}, "reader"),
+        ({"label": ""}, "label"),
+        ({"kind": "slide"}, "kind"),
+        ({"item_hash": "abc"}, "sha256"),
+        ({"scores": [{"model": "m", "map": "cam"}]}, "missing"),
+        ({"predictions": {"m": {"benign": float("nan")}}}, "finite"),
+    ],
+)
+def test_invalid_input_stores_nothing(db_url, change, message):
+    store = Store(db_url)
+    with pytest.raises(ValueError, match=message):
+        store.save_review(make_record(**change))
+    assert store.item_hashes() == []
+    assert len(store.reviews_frame()) == 0
+
+
+def test_failure_inside_the_transaction_stores_nothing(db_url, monkeypatch):
+    store = Store(db_url)
+
+    # The review row is already flushed to the database when the scores are added; a failure
+    # there must take the item, the review and the predictions back with it.
+    def broken_add_all(self, instances):
+        raise sa.exc.OperationalError("INSERT INTO scores", {}, OSError("disk full"))
+
+    monkeypatch.setattr(Session, "add_all", broken_add_all)
+    with pytest.raises(StoreError, match="disk full"):
+        store.save_review(make_record())
+    monkeypatch.undo()
+    assert store.item_hashes() == []
+    assert len(store.reviews_frame()) == 0
+    assert len(store.predictions_frame()) == 0
+    assert store.save_review(make_record()).version == 1
+
+
+def test_item_size_conflict_is_refused(db_url):
+    store = Store(db_url)
+    store.save_review(make_record())
+    bigger = make_record(width=64, height=48, mask=np.zeros((48, 64), dtype=bool))
+    with pytest.raises(ValueError, match="32 x 24"):
+        store.save_review(bigger)
+    assert len(store.reviews_frame()) == 1
+
+
+def test_newer_schema_version_is_refused(db_url):
+    Store(db_url).close()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE schema_version SET version = 99")
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"schema version 99.*upgrade"):
+        Store(db_url)
+
+
+def test_unopenable_databases(tmp_path):
+    with pytest.raises(StoreError, match="cannot open review database"):
+        Store(f"sqlite:///{tmp_path / 'no such dir' / 'reviews.sqlite'}")
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database, just some text " * 200)
+    with pytest.raises(StoreError, match="not a database"):
+        Store(f"sqlite:///{garbage}")
+    foreign = tmp_path / "foreign.sqlite"
+    engine = sa.create_engine(f"sqlite:///{foreign}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    engine.dispose()
+    with pytest.raises(StoreError, match="not an LRAN Review database"):
+        Store(f"sqlite:///{foreign}")
+    with pytest.raises(StoreError, match="cannot use database URL"):
+        Store("nosuchdialect://x")
+
+
+def test_default_url_from_environment(tmp_path, monkeypatch):
+    path = tmp_path / "env.sqlite"
+    monkeypatch.setenv("LRAN_REVIEW_DB", f"sqlite:///{path}")
+    store = Store()
+    store.save_review(make_record())
+    assert path.exists()
+    with sa.create_engine(f"sqlite:///{path}").connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("SELECT count(*) FROM reviews").scalar() == 1
