@@ -1,0 +1,50 @@
+"""What the History page offers for download, built from the store on demand.
+
+Download names are built from review ids and content hashes, never from uploaded file names
+(which are the reader's, and may hold anything).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterable
+
+import pandas as pd
+
+from annotations.shapes import mask_to_png
+from annotations.store import Store
+
+
+def region_name(review_id: int, version: int, item_hash: str, suffix: str) -> str:
+    """A safe file name for one review's region, e.g. 'review-3-v2-d84f3db9c22f.geojson'."""
+    return f"review-{int(review_id)}-v{int(version)}-{item_hash[:12]}{suffix}"
+
+
+def scores_csv(store: Store, review_ids: Iterable[int]) -> str:
+    """The score rows (one per review, model and map) of the given reviews, as CSV text."""
+    scores = store.scores_frame()
+    return scores[scores["review_id"].isin(list(review_ids))].to_csv(index=False)
+
+
+def geojson_text(store: Store, review_id: int) -> str:
+    """One review's region as GeoJSON text (a FeatureCollection QuPath imports)."""
+    return json.dumps(store.get_geojson(review_id))
+
+
+def mask_png(store: Store, review_id: int) -> bytes:
+    """One review's region as a PNG mask (white = region)."""
+    return mask_to_png(store.get_mask(review_id))
+
+
+def regions_zip(store: Store, reviews: pd.DataFrame) -> bytes:
+    """Every given review's region as GeoJSON and as PNG mask, in one zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for r in reviews.itertuples():
+            archive.writestr(region_name(r.review_id, r.version, r.item_hash, ".geojson"),
+                             geojson_text(store, r.review_id))
+            archive.writestr(region_name(r.review_id, r.version, r.item_hash, ".png"),
+                             mask_png(store, r.review_id))
+    return buffer.getvalue()
