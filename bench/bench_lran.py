@@ -1,0 +1,83 @@
+"""Speed of the resnet18 variants: explain() per patch and one training step, next to a plain
+torchvision ResNet-18 forward in the same run (the goal: R-LRAN's explain at most 2x that).
+
+    python bench/bench_lran.py [--sizes 128 256] [--repeats 7] [--threads 2]
+
+Prints a markdown table of medians (ms per patch) for batch 1 and 32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.models import resnet18
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from lran_core import build_model  # noqa: E402
+
+VARIANTS = ("resnet18", "resnet18-ran", "resnet18-lran")
+
+
+def median_ms(fn: Callable[..., object], repeats: int, *args: object) -> float:
+    """Median wall time of ``fn(*args)`` in milliseconds, after one warm-up call."""
+    fn(*args)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def train_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> None:
+    """One optimisation step on a batch."""
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {args.threads} threads, medians of {args.repeats}\n")
+    print("| size | batch | what | ms per patch | x plain ResNet-18 forward |")
+    print("|---|---|---|---|---|")
+    plain = resnet18(weights=None, num_classes=2).eval()
+    for size in args.sizes:
+        for batch in args.batches:
+            x = torch.randn(batch, 3, size, size)
+            with torch.inference_mode():
+                ref = median_ms(plain, args.repeats, x) / batch
+            print(f"| {size} | {batch} | plain ResNet-18 forward | {ref:.2f} | 1.00 |")
+            for name in VARIANTS:
+                model = build_model(name, num_classes=2).eval()
+                ms = median_ms(model.explain, args.repeats, x) / batch
+                print(f"| {size} | {batch} | {name} explain | {ms:.2f} | {ms / ref:.2f} |")
+                if batch == 1:
+                    continue
+                model.train()
+                opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+                y = torch.randint(0, 2, (batch,))
+                ms = median_ms(train_step, max(3, args.repeats // 2), model, opt, x, y) / batch
+                print(f"| {size} | {batch} | {name} training step | {ms:.2f} | {ms / ref:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
