@@ -45,6 +45,7 @@ def save_checkpoint(
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
     mpp: float | None = None,
+    native_size: int | None = None,
     data_description: str | None = None,
     metrics: dict[str, Any] | None = None,
     half: bool = True,
@@ -60,6 +61,7 @@ def save_checkpoint(
         "mean": mean,
         "std": std,
         "mpp": mpp,
+        "native_size": native_size,
         "data": data_description,
         "metrics": metrics,
     }.items():

@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mean": tuple(mean),
         "std": tuple(std),
         "mpp": mpp,
+        "native_size": native,
         "data_description": description,
     }
 

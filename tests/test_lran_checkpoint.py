@@ -38,6 +38,7 @@ def test_round_trip_gives_identical_outputs(tmp_path):
         mean=(0.1, 0.2, 0.3),
         std=(0.4, 0.5, 0.6),
         mpp=4.0,
+        native_size=50,
         data_description="synthetic",
         metrics={"accuracy": 0.5},
         half=False,
@@ -49,6 +50,7 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert all(torch.equal(g, h) for g, h in zip(a.gates, b.gates))
     assert back.meta.class_names == ["a", "b", "c"] and back.meta.input_size == 64
     assert back.meta.mean == (0.1, 0.2, 0.3) and back.meta.mpp == 4.0
+    assert back.meta.native_size == 50
     assert back.meta.data == "synthetic" and back.meta.metrics == {"accuracy": 0.5}
     assert back.variant == "resnet18-lran" and not back.training
 

@@ -21,7 +21,9 @@ class ModelMeta:
     """What a checkpoint says about a model besides its tensors.
 
     ``mean``/``std`` normalise RGB in [0, 1]; ``mpp`` is microns per pixel of the training data
-    at the model's ``input_size`` (None when unknown).
+    at its native size, ``native_size`` pixels on a side before resizing to ``input_size``
+    (IDC: 50 px at 4.0 um/px, a 200 um field, shown to the network at 128 px). None when unknown;
+    ``native_size`` None means the data was used at ``input_size``.
     """
 
     variant: str
@@ -31,6 +33,7 @@ class ModelMeta:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     mpp: float | None = None
+    native_size: int | None = None
     data: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
 
