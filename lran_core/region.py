@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -344,18 +345,25 @@ def _is_channels_last(model: torch.nn.Module) -> bool:
     return all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
 
 
+# The app shares its cached models between sessions (threads). Region runs take this lock so
+# one run cannot restore the layout under another; a patch explain() meanwhile reads the same
+# values in either layout.
+_LAYOUT_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _channels_last(models: Iterable[LRANClassifier]) -> Iterator[None]:
     """Convolution weights in channels-last layout for the run (oneDNN's fast path on CPU;
     same values), then back, so the caller's models are left as they were."""
-    restore = [m for m in models if not _is_channels_last(m)]
-    for m in restore:
-        m.to(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
+    with _LAYOUT_LOCK:
+        restore = [m for m in models if not _is_channels_last(m)]
         for m in restore:
-            m.to(memory_format=torch.contiguous_format)
+            m.to(memory_format=torch.channels_last)
+        try:
+            yield
+        finally:
+            for m in restore:
+                m.to(memory_format=torch.contiguous_format)
 
 
 def _resize_into(src: np.ndarray, dst: np.ndarray) -> None:
