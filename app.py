@@ -58,7 +58,7 @@ def start_page() -> None:
     models = model_set_status()
 
     uploads = st.file_uploader(
-        "Patches to review (PNG, JPEG or TIFF; several at once)",
+        "Patches or regions to review (PNG, JPEG or TIFF; several at once)",
         type=session.UPLOAD_TYPES,
         accept_multiple_files=True,
         key="uploads",
@@ -85,12 +85,23 @@ def start_page() -> None:
     # The first of the new uploads is previewed, and the Review page starts there.
     item = added[0] if added else list(case.values())[session.current_index()]
     st.subheader(f"Preview: {widgets.plain(item.filename)}")
-    outputs = engine.explain(
-        layout.model_set(), engine.models_dir(), item.item_hash, item.rgb
-    )
-    widgets.show_probabilities(outputs)
-    panels = widgets.map_panels(item.rgb, outputs, None, 0.5, "jet", shared=False)
-    widgets.show_gallery([("patch", widgets.for_display(item.rgb)), *panels])
+    if engine.looks_like_region(layout.model_set(), engine.models_dir(), item.width, item.height):
+        # Mapping a region takes a tile-by-tile pass of every model, at a resolution the reader
+        # confirms on the Review page: the preview shows the image only.
+        st.image(widgets.for_display(item.rgb, widgets.REGION_SIDE), caption="region")
+        st.info(
+            f"{item.width} x {item.height} px is larger than the models' patch: the Review page "
+            "maps it as a region, tile by tile, "
+            + (f"at {item.mpp:g} µm/px (from its resolution tags)." if item.mpp else
+               "once you give its microns per pixel.")
+        )
+    else:
+        outputs = engine.explain(
+            layout.model_set(), engine.models_dir(), item.item_hash, item.rgb
+        )
+        widgets.show_probabilities(outputs)
+        panels = widgets.map_panels(item.rgb, outputs, None, 0.5, "jet", shared=False)
+        widgets.show_gallery([("patch", widgets.for_display(item.rgb)), *panels])
     if added:
         session.set_index(list(case).index(item.item_hash))
     st.page_link("pages/1_Review.py", label="Review these patches",

@@ -1,7 +1,10 @@
 """Compare RAN vs LRAN over the saved reviews: galleries, agreement charts, labels, readers.
 
 Every figure uses each reader's latest version of each review. Maps can only be shown for
-patches uploaded in this session (the store keeps regions and scores, not images).
+patches uploaded in this session (the store keeps regions and scores, not images). A reference
+annotation stored with a region (reader 'reference:<file>') takes part in the region Dice
+between readers, but not in the label kappas: its label names what was annotated, not a
+diagnosis in the models' classes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import streamlit as st
 from annotations.scores import SCORE_NAMES, cohen_kappa, fleiss_kappa, region_dice
 from annotations.store import UNSURE, Store, StoreError
 from lran_core.maps import normalise, overlay
+from lran_core.region import RegionError
 from ui import engine, layout, session, widgets
 
 GALLERY_LIMIT = 12
@@ -45,22 +49,44 @@ def gallery(store: Store, reviews: pd.DataFrame, ran: str, lran: str) -> None:
         return
     for row in shown.itertuples():
         item = case[row.item_hash]
-        outputs = {o.variant: o for o in engine.explain(
-            row.model_set, engine.models_dir(), item.item_hash, item.rgb)}
-        if ran not in outputs or lran not in outputs:
+        pair = attention_pair(row.model_set, item, row.kind, row.mpp, ran, lran)
+        if pair is None:
             continue
         # One scale for both attention maps: the comparison is the point of this page.
-        both = normalise(np.stack([outputs[ran].attention, outputs[lran].attention]), shared=True)
+        both = normalise(np.stack(pair), shared=True)
         big = np.asarray(widgets.for_display(item.rgb))
         region = widgets.region_overlay(item.rgb, store.get_mask(row.review_id))
         st.markdown(f"**{widgets.plain(item.filename)}** · reader {widgets.plain(row.reader)} "
                     f"· label {widgets.plain(row.label)}")
         widgets.show_gallery([
-            ("patch", big),
+            (row.kind, big),
             ("reader's region", region),
-            (f"{outputs[ran].title} attention", overlay(big, both[0])),
-            (f"{outputs[lran].title} attention", overlay(big, both[1])),
+            (f"{engine.KIND_TITLES['ran']} attention", overlay(big, both[0])),
+            (f"{engine.KIND_TITLES['lran']} attention", overlay(big, both[1])),
         ])
+
+
+def attention_pair(
+    set_name: str, item: session.CaseItem, kind: str, mpp: float | None, ran: str, lran: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The RAN and LRAN attention maps of an item as it was reviewed: the whole image as one
+    patch, or a region's stitched maps at its stored mpp (None when a model is missing or the
+    region cannot be mapped)."""
+    folder = engine.models_dir()
+    if kind == "region":
+        models = engine.load_models(set_name, folder)
+        positive = len(next(iter(models.values())).meta.class_names) - 1
+        try:
+            maps = engine.region_maps(set_name, folder, item.item_hash, mpp, positive, item.rgb)
+        except RegionError:
+            return None
+        attention = {name: m.attention for name, m in maps.items()}
+    else:
+        outputs = engine.explain(set_name, folder, item.item_hash, item.rgb)
+        attention = {o.variant: o.attention for o in outputs}
+    if attention.get(ran) is None or attention.get(lran) is None:
+        return None
+    return attention[ran], attention[lran]
 
 
 def agreement_charts(scores: pd.DataFrame, ran: str | None, lran: str | None) -> None:
@@ -143,18 +169,21 @@ def reader_agreement(store: Store, reviews: pd.DataFrame) -> None:
     st.plotly_chart(px.strip(dice, x="readers", y="Dice", hover_data=["patch"], range_y=[0, 1],
                              title="Dice of two readers' regions, per shared patch"),
                     key="reader_dice")
+    labellers = [r for r in readers if not r.startswith(session.REFERENCE_PREFIX)]
+    if len(labellers) < 2:
+        return
     labels = reviews.pivot_table(index="item_hash", columns="reader", values="label",
-                                 aggfunc="first")
+                                 aggfunc="first")[labellers]
     pairs = []
-    for a, b in itertools.combinations(readers, 2):
+    for a, b in itertools.combinations(labellers, 2):
         both = labels[[a, b]].dropna()
         if len(both):
             pairs.append({"readers": f"{a} / {b}", "shared patches": len(both),
                           "Cohen's kappa": kappa_text(cohen_kappa(list(both[a]), list(both[b])))})
     st.dataframe(pd.DataFrame(pairs), hide_index=True, key="reader_kappa")
     complete = labels.dropna()
-    if len(readers) > 2 and len(complete):
-        st.metric(f"Fleiss' kappa ({len(readers)} readers, {len(complete)} patches seen by all)",
+    if len(labellers) > 2 and len(complete):
+        st.metric(f"Fleiss' kappa ({len(labellers)} readers, {len(complete)} patches seen by all)",
                   kappa_text(fleiss_kappa(complete.values.tolist())))
 
 

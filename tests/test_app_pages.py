@@ -45,10 +45,9 @@ CANVAS_SIDE = 384
 # Fixtures and helpers
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model set 'idc' of the three variants with random weights."""
-    root = tmp_path_factory.mktemp("models")
+def random_models(root: Path) -> Path:
+    """Writes a model set 'idc' of the three variants with random weights under ``root``
+    (64 px input at 4 um/px); gives ``root``, for LRAN_MODELS_DIR."""
     torch.manual_seed(0)
     for variant in VARIANTS:
         lran_core.save_checkpoint(
@@ -57,6 +56,12 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             mpp=4.0, data_description="random weights (tests)",
         )
     return root
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model set 'idc' of the three variants with random weights."""
+    return random_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

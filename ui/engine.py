@@ -1,5 +1,6 @@
 """Cached calls into `lran_core` and `annotations`: models once per process, each patch
-explained once, the review store opened once per database.
+explained once, each region mapped once per resolution, the review store opened once per
+database.
 
 Cache keys carry the models folder and the database URL, so a process that serves several
 configurations (tests, or an operator who changes LRAN_MODELS_DIR) never mixes them up.
@@ -8,6 +9,9 @@ configurations (tests, or an operator who changes LRAN_MODELS_DIR) never mixes t
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +23,7 @@ from annotations.scores import agreement
 from annotations.store import Store
 from lran_core.data import preprocess
 from lran_core.maps import resize_map
+from lran_core.region import RegionMaps, map_region, native_size
 
 KIND_TITLES = {"base": "base", "ran": "R-RAN", "lran": "R-LRAN"}
 # Maps are kept at most this many pixels on a side: a 5000 x 5000 upload would otherwise cost
@@ -30,6 +35,13 @@ MAP_SIDE = 512
 # browser: on 2 busy cores, 3 models took a median 113 ms with 1 thread and 4.4 s with 2
 # (intra-op threads that spin-wait collapse under contention).
 TORCH_THREADS = int(os.environ.get("LRAN_TORCH_THREADS", "1"))
+# Region maps are kept at the image's full pixel size (scores are computed there), so a
+# 5000 x 5000 region holds over 1 GB of maps for three models: the cache is bounded by bytes,
+# not entries. The newest entry is always kept, whatever its size.
+REGION_CACHE_BYTES = 1 << 30
+# Tiles overlap by half their side: every pixel away from the border is seen by four tiles,
+# whose blend hides tile seams (lran_core.region's default, named here so reviews record it).
+REGION_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -162,3 +174,120 @@ def open_store(url: str | None) -> Store:
     Raises annotations.store.StoreError (not cached, so a fixed database is retried).
     """
     return Store(url)
+
+
+def looks_like_region(set_name: str, folder: str, width: int, height: int) -> bool:
+    """Whether an image is larger than the patches the set's models were trained on (at their
+    native size, e.g. 50 px for IDC): such an upload is by default reviewed as a region."""
+    side = max(native_size(m.meta) for m in load_models(set_name, folder).values())
+    return max(width, height) > side
+
+
+class _RegionCache:
+    """Region maps by (model set, folder, item hash, mpp, class), least recently used first.
+
+    Streamlit's own caches cannot be used here: they record every element drawn while the
+    cached function runs, in order to replay it, and the progress bar map_region feeds is drawn
+    from inside it (a replay onto a bar of an earlier run fails). They would also copy the maps
+    (hundreds of MB for a large region) on every rerun.
+    """
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self.entries: OrderedDict[tuple, dict[str, RegionMaps]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def size(maps: dict[str, RegionMaps]) -> int:
+        return sum(
+            m.probs.nbytes + m.cam.nbytes + (0 if m.attention is None else m.attention.nbytes)
+            for m in maps.values()
+        )
+
+    def get(self, key: tuple) -> dict[str, RegionMaps] | None:
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+            return self.entries.get(key)
+
+    def put(self, key: tuple, maps: dict[str, RegionMaps]) -> None:
+        with self.lock:
+            self.entries[key] = maps
+            self.entries.move_to_end(key)
+            while len(self.entries) > 1 and sum(map(self.size, self.entries.values())) > self.limit:
+                self.entries.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def _region_cache() -> _RegionCache:
+    """The process-wide region cache (one per server, shared by every session)."""
+    return _RegionCache(REGION_CACHE_BYTES)
+
+
+def region_maps(
+    set_name: str,
+    folder: str,
+    item_hash: str,
+    mpp: float | None,
+    cam_class: int,
+    rgb: np.ndarray,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, RegionMaps]:
+    """Every model's stitched maps of a region (lran_core.region.map_region), computed once per
+    (model set, item, mpp, class); ``progress`` is fed the fraction done while computing.
+
+    Raises lran_core.region.RegionError (RegionTooLargeError included), not cached, for an
+    unusable mpp or a region whose maps would not fit in memory.
+    """
+    key = (set_name, folder, item_hash, mpp, cam_class)
+    cache = _region_cache()
+    maps = cache.get(key)
+    if maps is None:
+        models = load_models(set_name, folder)
+        maps = map_region(models, rgb, mpp, overlap=REGION_OVERLAP, cam_class=cam_class,
+                          progress=progress)
+        cache.put(key, maps)
+    return maps
+
+
+def region_layers(maps: dict[str, RegionMaps]) -> dict[str, dict[str, np.ndarray]]:
+    """The maps shown and scored per model, by stored map name: 'probability' (of the CAM's
+    class), 'cam', and 'attention' (RAN, LRAN), each (H, W) over the region."""
+    layers = {}
+    for name, m in maps.items():
+        layers[name] = {"probability": m.probs[m.cam_class], "cam": m.cam}
+        if m.attention is not None:
+            layers[name]["attention"] = m.attention
+    return layers
+
+
+def score_region(maps: dict[str, RegionMaps], region: np.ndarray) -> list[dict[str, object]]:
+    """Agreement of every map of every model with a region (bool, the image's pixels), on the
+    whole region at full resolution, in the rows ReviewRecord.scores takes."""
+    return [
+        {"model": model, "map": name, **agreement(heat, region)}
+        for model, named in region_layers(maps).items()
+        for name, heat in named.items()
+    ]
+
+
+@st.cache_data(show_spinner="Scoring the maps against the reference…", max_entries=16)
+def reference_scores(
+    key: tuple, _maps: dict[str, RegionMaps], _region: np.ndarray
+) -> list[dict[str, object]]:
+    """score_region against an imported reference, once per ``key`` (the region cache key and
+    the reference file's hash): a megapixel region takes seconds to score, too slow for every
+    rerun. The arrays are left out of the cache key, which identifies them."""
+    del key
+    return score_region(_maps, _region)
+
+
+def region_predictions(
+    maps: dict[str, RegionMaps], class_names: list[str]
+) -> dict[str, dict[str, float]]:
+    """Each model's region-level prediction: every class's probability averaged over the
+    region's pixels (so each tile counts by the area it covers)."""
+    return {
+        model: {c: float(p.mean()) for c, p in zip(class_names, m.probs, strict=True)}
+        for model, m in maps.items()
+    }

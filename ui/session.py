@@ -8,6 +8,7 @@ database that refuses a save.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,9 +16,15 @@ from typing import Any, Protocol
 import numpy as np
 import streamlit as st
 
+from annotations.shapes import geojson_to_mask, label_mask_to_region, read_label_mask
 from lran_core.data import ImageReadError, load_image, read_mpp
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
+REFERENCE_TYPES = ["png", "tif", "tiff", "geojson", "json"]
+# BACH label masks: 0 is unannotated; every other value is an annotated class.
+BACH_LABELS = {1: "benign", 2: "in situ", 3: "invasive"}
+# Reader name of a review that stores an imported reference's region and scores.
+REFERENCE_PREFIX = "reference:"
 
 
 class Upload(Protocol):
@@ -51,6 +58,41 @@ class CaseItem:
         return int(self.rgb.shape[0])
 
 
+@dataclass(frozen=True)
+class Reference:
+    """An existing annotation imported for an item: a BACH label mask or a QuPath GeoJSON.
+
+    ``region`` (bool, the image's pixels) is what the maps are scored against: every annotated
+    pixel (labels above 0). ``summary`` names what was annotated, e.g. 'in situ + invasive'.
+    """
+
+    filename: str
+    data_hash: str
+    source: str
+    region: np.ndarray
+    summary: str
+
+
+def read_reference(name: str, data: bytes, size: tuple[int, int]) -> Reference:
+    """Reads a label mask (PNG/TIFF, BACH values 0-3) or a GeoJSON file (by its suffix) as the
+    reference region of an image of ``size`` (width, height).
+
+    Raises ValueError with the reason: unreadable, another size, unknown values, not a region.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    if name.lower().endswith((".geojson", ".json")):
+        try:
+            geojson = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"not GeoJSON text ({err})") from None
+        region = geojson_to_mask(geojson, size)
+        return Reference(name, digest, "GeoJSON", region, "annotated region")
+    labels = read_label_mask(data, size, (0, *BACH_LABELS))
+    present = [BACH_LABELS[v] for v in sorted(set(np.unique(labels).tolist()) - {0})]
+    return Reference(name, digest, "label mask", label_mask_to_region(labels),
+                     " + ".join(present) or "nothing annotated")
+
+
 def _bucket(name: str) -> dict[str, Any]:
     """A dict in session state that lives as long as the session (created on first use)."""
     if name not in st.session_state:
@@ -81,6 +123,28 @@ def labels() -> dict[str, str]:
 def saved() -> dict[str, dict[str, Any]]:
     """What the last successful save of each item returned (review id, version, score rows)."""
     return _bucket("saved")
+
+
+def region_settings() -> dict[str, dict[str, Any]]:
+    """Per item hash: whether it is reviewed as a region ("region") and at what microns per
+    pixel ("mpp"), as the reader last set them."""
+    return _bucket("region_settings")
+
+
+def references() -> dict[str, Reference]:
+    """The reference annotation imported for each item hash."""
+    return _bucket("references")
+
+
+def reference_errors() -> dict[str, str]:
+    """Why the last reference file offered for an item was refused, per item hash."""
+    return _bucket("reference_errors")
+
+
+def saved_references() -> dict[tuple, dict[str, Any]]:
+    """Reference reviews stored in this session, by (item, reference file, model set, mpp,
+    class): each is stored once per session, not again on every click."""
+    return _bucket("saved_references")
 
 
 def add_uploads(uploads: Iterable[Upload]) -> tuple[list[CaseItem], list[str]]:

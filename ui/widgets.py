@@ -1,9 +1,11 @@
-"""Widgets shared by the pages: the probability table and the side-by-side map gallery."""
+"""Widgets shared by the pages: the probability table and the side-by-side map gallery, for a
+patch and for a region."""
 
 from __future__ import annotations
 
 import re
 
+import cv2
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -18,6 +20,12 @@ GALLERY_COLUMNS = 4
 MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|<>~$:]")
 # The colour of readers' regions, on the canvas and wherever a region is shown.
 REGION_RGB = (0, 229, 255)
+# The outline of an imported reference annotation: white on black, so that it stays visible
+# over every colour map.
+REFERENCE_RGB = (255, 255, 255)
+# Regions are shown larger than patches: their detail is the point of reviewing them whole.
+REGION_SIDE = 384
+REGION_MAP_TITLES = {"probability": "probability", "cam": "CAM", "attention": "attention"}
 
 
 def plain(text: str) -> str:
@@ -46,6 +54,69 @@ def region_overlay(rgb: np.ndarray, region: np.ndarray, side: int = DISPLAY_SIDE
     mask = np.asarray(Image.fromarray(region).resize(big.shape[1::-1], Image.Resampling.NEAREST))
     big[mask] = 0.55 * big[mask] + 0.45 * np.array(REGION_RGB, np.float32)
     return big.round().astype(np.uint8)
+
+
+def outline(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """A copy of ``image`` (h, w, 3) with the border of ``region`` (bool, any size; resized to
+    the image, nearest) drawn on it, a light line over a dark one."""
+    small = cv2.resize(region.astype(np.uint8), image.shape[1::-1],
+                       interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(small, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.ascontiguousarray(image).copy()
+    cv2.drawContours(out, contours, -1, (0, 0, 0), 3)
+    cv2.drawContours(out, contours, -1, REFERENCE_RGB, 1)
+    return out
+
+
+def region_panels(
+    rgb: np.ndarray,
+    layers: dict[str, dict[str, np.ndarray]],
+    titles: dict[str, str],
+    class_name: str,
+    alpha: float,
+    cmap: str,
+    shared: bool,
+    reference: np.ndarray | None,
+) -> list[dict[str, tuple[str, np.ndarray]]]:
+    """One row per map type: model -> (caption, overlay) for the models that have that map.
+
+    Maps are shrunk to display size before they are scaled (display only; scores use them
+    whole). Probabilities keep their own 0..1 scale: they are in absolute units, and min-max
+    would show 0.01 against 0.02 as blue against red. CAMs and attention follow ``shared``
+    as for a patch (one scale per map type across the models). ``reference`` is outlined.
+    """
+    big = np.asarray(for_display(rgb, REGION_SIDE))
+    size = big.shape[1::-1]
+    rows = []
+    for name, title in REGION_MAP_TITLES.items():
+        models = [m for m in layers if name in layers[m]]
+        stack = np.stack([
+            cv2.resize(layers[m][name], size, interpolation=cv2.INTER_AREA) for m in models
+        ])
+        scaled = np.clip(stack, 0.0, 1.0) if name == "probability" else normalise(stack, shared)
+        label = "" if name == "attention" else f" ({class_name})"
+        row = {}
+        for model, heat in zip(models, scaled, strict=True):
+            image = overlay(big, heat, alpha, cmap)
+            if reference is not None:
+                image = outline(image, reference)
+            row[model] = (f"{titles[model]} {title}{label}", image)
+        rows.append(row)
+    return rows
+
+
+def show_region_grid(
+    header: tuple[str, np.ndarray | Image.Image],
+    models: list[str],
+    rows: list[dict[str, tuple[str, np.ndarray]]],
+) -> None:
+    """The region itself, then one row per map type with one column per model, in ``models``
+    order (a model without that map, e.g. the base network's attention, leaves a gap)."""
+    st.image(header[1], caption=header[0], width=REGION_SIDE)
+    for row in rows:
+        for column, model in zip(st.columns(len(models)), models, strict=True):
+            if model in row:
+                column.image(row[model][1], caption=row[model][0])
 
 
 def probability_table(outputs: list[ModelOutput]) -> pd.DataFrame:

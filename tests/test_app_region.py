@@ -1,0 +1,334 @@
+"""Region review in the Streamlit app, driven headless by streamlit.testing.v1.AppTest.
+
+A region is an upload larger than the models' patch: the Review page maps it tile by tile at
+the microns per pixel the reader gives (prefilled from TIFF tags) with lran_core.region, shows
+each model's stitched maps, imports a reference annotation and stores region reviews. Models
+and database are the random-weight set and temporary SQLite file of tests/test_app_pages.py
+(whose fixtures and helpers this module reuses); drawings are placed in session state as there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from test_app_pages import (
+    COMPARE,
+    HISTORY,
+    REVIEW,
+    VARIANTS,
+    draw_and_label,
+    frames,
+    patch,
+    png,
+    random_models,
+    rect_drawing,
+    start,
+    texts,
+    upload,
+)
+
+from annotations.scores import agreement
+from annotations.shapes import geojson_to_mask, mask_to_geojson, png_to_mask
+from annotations.store import Store
+from lran_core import region as lran_region
+from ui import engine, exports, widgets
+
+SIDE = 300
+MPP = 4.0
+# The canvas is 384 px on the image's longer side, for regions as for patches.
+CANVAS = 384
+# Every model's probability and CAM, and the attention of R-RAN and R-LRAN.
+MAP_ROWS = {(v, "probability") for v in VARIANTS} | {(v, "cam") for v in VARIANTS} | {
+    ("resnet18-ran", "attention"), ("resnet18-lran", "attention")}
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model set 'idc' of the three variants with random weights."""
+    return random_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def env(models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Points the app at the random models and a fresh database; gives the database URL."""
+    url = f"sqlite:///{tmp_path / 'reviews.sqlite'}"
+    monkeypatch.setenv("LRAN_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("LRAN_REVIEW_DB", url)
+    return url
+
+
+def tiff(rgb: np.ndarray, mpp: float | None) -> bytes:
+    """TIFF bytes of an image, with resolution tags saying ``mpp`` microns per pixel."""
+    buf = io.BytesIO()
+    extra = {} if mpp is None else {"dpi": (25400 / mpp, 25400 / mpp)}
+    Image.fromarray(rgb).save(buf, format="TIFF", **extra)
+    return buf.getvalue()
+
+
+def region_page(data: bytes, name: str = "region.tif") -> tuple[AppTest, str]:
+    """The app on the Review page with one uploaded region; gives it and the item's hash."""
+    at = upload(start(), [(name, data)])
+    at.switch_page(REVIEW).run()
+    assert not at.exception
+    (digest,) = list(at.session_state["items"])
+    return at, digest
+
+
+def set_reference(at: AppTest, digest: str, name: str, data: bytes) -> AppTest:
+    """Puts a file in the Review page's reference uploader and reruns."""
+    at.file_uploader(key=f"reference-{digest[:16]}").set_value((name, data, "image/png"))
+    return at.run()
+
+
+def captions(at: AppTest) -> list[str]:
+    """The captions of the images shown."""
+    return [img.proto.imgs[0].caption for img in at.get("image")]
+
+
+def bach_mask() -> np.ndarray:
+    """A 300 x 300 label mask: in situ (2) top left, invasive (3) bottom right, 0 elsewhere."""
+    labels = np.zeros((SIDE, SIDE), np.uint8)
+    labels[20:120, 30:150] = 2
+    labels[180:280, 160:290] = 3
+    return labels
+
+
+def stored_maps(digest: str, rgb: np.ndarray, cam_class: int = 1) -> dict:
+    """The region maps the app computed (from the engine's cache: no second computation)."""
+    return engine.region_maps("idc", engine.models_dir(), digest, MPP, cam_class, rgb)
+
+
+def test_region_upload_shows_stitched_maps_of_three_models(env: str) -> None:
+    rgb = patch(20, SIDE, SIDE)
+    at = upload(start(), [("region.tif", tiff(rgb, MPP))])
+    assert not at.exception
+    # The Start page does not treat a region as one patch: no probabilities there.
+    assert any("larger than the models' patch" in i and "4 µm/px" in i for i in texts(at.info))
+    assert not at.table
+    at.switch_page(REVIEW).run()
+    assert not at.exception
+    (digest,) = list(at.session_state["items"])
+    # Region by default, at the resolution of the TIFF tags.
+    assert at.toggle(key=f"as-region-{digest[:16]}").value
+    assert at.number_input(key=f"mpp-{digest[:16]}").value == pytest.approx(MPP)
+    maps = stored_maps(digest, rgb)
+    assert list(maps) == VARIANTS
+    for name, m in maps.items():
+        assert m.probs.shape == (2, SIDE, SIDE) and m.cam.shape == (SIDE, SIDE)
+        assert (m.attention is None) == (name == "resnet18")
+        # 64 px tiles (the random set's field of view) overlapping by half over 300 px: 9 x 9.
+        assert m.tiles == 81
+    # The region, then probability, CAM and attention maps side by side.
+    shown = captions(at)
+    assert len(shown) == 1 + 3 + 3 + 2
+    for title in ("base", "R-RAN", "R-LRAN"):
+        assert f"{title} probability (IDC-positive)" in shown
+        assert f"{title} CAM (IDC-positive)" in shown
+    assert "R-LRAN attention" in shown and "base attention" not in shown
+    table = at.table[0].value.reset_index()
+    assert list(table["model"]) == VARIANTS
+    assert list(table["tiles"]) == [81] * 3
+    for variant, row in table.set_index("model").iterrows():
+        assert row["IDC-positive"] == pytest.approx(float(maps[variant].probs[1].mean()), abs=1e-6)
+
+
+def test_missing_or_absurd_mpp_is_explained_and_nothing_can_be_saved(env: str) -> None:
+    at, digest = region_page(png(patch(21, SIDE, SIDE)), "no-tags.png")
+    errors = texts(at.error)
+    assert any("microns per pixel of the image are unknown" in e for e in errors), errors
+    assert not captions(at)
+    assert not [b for b in at.button if b.key == "save"]
+    at.number_input(key=f"mpp-{digest[:16]}").set_value(1000.0).run()
+    assert not at.exception
+    assert any("1000.0 um/px is outside" in e for e in texts(at.error)), texts(at.error)
+    at.number_input(key=f"mpp-{digest[:16]}").set_value(MPP).run()
+    assert not at.error
+    assert len(captions(at)) == 9
+
+
+def test_a_region_too_large_for_memory_is_refused_with_the_size_it_needs(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lran_region.psutil, "virtual_memory",
+                        lambda: types.SimpleNamespace(available=2**20))
+    at, _ = region_page(tiff(patch(22, SIDE, SIDE), MPP))
+    assert not at.exception
+    (error,) = texts(at.error)
+    assert "would need" in error and "GiB" in error and "0.00 GiB available" in error
+
+
+def test_a_reference_of_another_size_or_with_unknown_values_is_refused(env: str) -> None:
+    at, digest = region_page(tiff(patch(23, SIDE, SIDE), MPP))
+    set_reference(at, digest, "small_mask.png", png(np.zeros((200, 200), np.uint8)))
+    assert not at.exception
+    (error,) = texts(at.error)
+    assert "small_mask.png" in error and "200 x 200 px" in error and "300 x 300 px" in error
+    assert digest not in at.session_state["references"]
+    labels = bach_mask()
+    labels[0, 0] = 7
+    set_reference(at, digest, "odd_mask.png", png(labels))
+    (error,) = texts(at.error)
+    assert "values [7] outside the allowed [0, 1, 2, 3]" in error
+    set_reference(at, digest, "bad.geojson", b'{"type": "Point", "coordinates": [1, 2]}')
+    (error,) = texts(at.error)
+    assert "bad.geojson" in error and "does not describe a region" in error
+    assert digest not in at.session_state["references"]
+    assert not [f for f in frames(at) if "map" in f.columns]
+
+
+def test_save_stores_a_region_review_with_every_model_and_map(env: str) -> None:
+    rgb = patch(24, SIDE, SIDE)
+    at, digest = region_page(tiff(rgb, MPP))
+    # Canvas 384 px for 300 image px: this rectangle covers image columns 30-149, rows 60-239
+    # (fabric places a rectangle's 2 px stroke around it: its left and top are 1 px further out).
+    scale = CANVAS / SIDE
+    draw_and_label(at, rect_drawing(30 * scale - 1, 60 * scale - 1, 120 * scale, 180 * scale),
+                   "IDC-positive")
+    at.button(key="save").click().run()
+    assert not at.exception
+    assert any("Saved as review 1, version 1" in s for s in texts(at.success))
+
+    store = Store(env)
+    (row,) = store.reviews_frame().itertuples()
+    assert (row.kind, row.mpp, row.width, row.height) == ("region", MPP, SIDE, SIDE)
+    assert (row.reader, row.label, row.item_hash) == ("dr-a", "IDC-positive", digest)
+    assert "4 um/px" in row.note and "class IDC-positive" in row.note
+    expected = np.zeros((SIDE, SIDE), bool)
+    expected[60:240, 30:150] = True
+    np.testing.assert_array_equal(store.get_mask(row.review_id), expected)
+
+    maps = stored_maps(digest, rgb)
+    scores = store.scores_frame().set_index(["model", "map"])
+    assert set(scores.index) == MAP_ROWS
+    for (model, name), got in scores.iterrows():
+        layer = {"probability": maps[model].probs[1], "cam": maps[model].cam,
+                 "attention": maps[model].attention}[name]
+        want = agreement(layer, expected)
+        assert got.energy_pointing_game == pytest.approx(want["energy_pointing_game"])
+        assert got.auroc == pytest.approx(want["auroc"])
+        assert bool(got.pointing_game) == want["pointing_game"]
+    predictions = store.predictions_frame().set_index("model")
+    for model in VARIANTS:
+        assert predictions.loc[model, "p_IDC-positive"] == pytest.approx(
+            float(maps[model].probs[1].mean()), abs=1e-6)
+
+    # History shows and exports it like a patch review, in the region's own pixels.
+    at.switch_page(HISTORY).run()
+    assert not at.exception
+    table = next(f for f in frames(at) if "review_id" in f.columns)
+    assert list(table["kind"]) == ["region"]
+    region = geojson_to_mask(json.loads(exports.geojson_text(store, 1)), (SIDE, SIDE))
+    np.testing.assert_array_equal(region, expected)
+    np.testing.assert_array_equal(png_to_mask(exports.mask_png(store, 1)), expected)
+
+
+def test_a_reference_is_outlined_scored_and_stored_as_its_own_review(env: str) -> None:
+    rgb = patch(25, SIDE, SIDE)
+    at, digest = region_page(tiff(rgb, MPP))
+    labels = bach_mask()
+    set_reference(at, digest, "A_mask.png", png(labels))
+    assert not at.exception and not at.error
+    assert captions(at)[0] == "region, reference outlined"
+    table = next(f for f in frames(at) if "map" in f.columns)
+    assert set(zip(table["model"], table["map"], strict=True)) == MAP_ROWS
+
+    at.button(key="save_reference").click().run()
+    assert not at.exception
+    assert any("Reference scores stored as review 1" in s for s in texts(at.success))
+    # Stored once per session: the button is gone, the message stays.
+    assert not [b for b in at.button if b.key == "save_reference"]
+
+    store = Store(env)
+    (row,) = store.reviews_frame().itertuples()
+    assert (row.reader, row.label, row.kind, row.mpp) == (
+        "reference:A_mask.png", "in situ + invasive", "region", MPP)
+    assert "imported by dr-a" in row.note and "label mask" in row.note
+    region = labels > 0
+    np.testing.assert_array_equal(store.get_mask(row.review_id), region)
+    # The reference gave no diagnosis in the models' classes: no predictions with it.
+    assert store.predictions_frame().empty
+    maps = stored_maps(digest, rgb)
+    scores = store.scores_frame().set_index(["model", "map"])
+    assert set(scores.index) == MAP_ROWS
+    want = agreement(maps["resnet18-lran"].attention, region)
+    got = scores.loc[("resnet18-lran", "attention")]
+    assert got.iou_mean == pytest.approx(want["iou_mean"])
+    assert got.auroc == pytest.approx(want["auroc"])
+
+    # The reader's own review is separate, and nothing of the reference's is overwritten.
+    draw_and_label(at, rect_drawing(0, 0, 192, 384), "IDC-negative")
+    at.button(key="save").click().run()
+    reviews = Store(env).reviews_frame()
+    assert list(reviews["reader"]) == ["reference:A_mask.png", "dr-a"]
+    np.testing.assert_array_equal(Store(env).get_mask(1), region)
+
+
+def test_a_geojson_reference_is_read_in_image_pixels(env: str) -> None:
+    at, digest = region_page(tiff(patch(26, SIDE, SIDE), MPP))
+    expected = np.zeros((SIDE, SIDE), bool)
+    expected[100:200, 50:250] = True
+    data = json.dumps(mask_to_geojson(expected)).encode()
+    set_reference(at, digest, "qupath.geojson", data)
+    assert not at.error
+    np.testing.assert_array_equal(at.session_state["references"][digest].region, expected)
+    assert "qupath.geojson (GeoJSON" in " ".join(texts(at.caption))
+
+
+def test_a_region_can_be_reviewed_as_one_patch_instead_keeping_the_drawing(env: str) -> None:
+    at, digest = region_page(tiff(patch(27, SIDE, SIDE), MPP))
+    # Drawn while the image is a region; the canvas has the same size either way.
+    draw_and_label(at, rect_drawing(-1, -1, 192, 384), "unsure")
+    at.toggle(key=f"as-region-{digest[:16]}").set_value(False).run()
+    assert not at.exception
+    table = at.table[0].value.reset_index()
+    assert list(table["model"]) == VARIANTS and "tiles" not in table.columns
+    assert captions(at)[0] == "patch"
+    at.button(key="save").click().run()
+    store = Store(env)
+    (row,) = store.reviews_frame().itertuples()
+    assert row.kind == "patch"
+    assert set(store.predictions_frame()["model"]) == set(VARIANTS)
+    mask = store.get_mask(row.review_id)
+    assert mask[:, :150].all() and not mask[:, 150:].any()
+
+
+def test_the_reference_outline_follows_the_region_border() -> None:
+    image = np.zeros((60, 60, 3), np.uint8)
+    region = np.zeros((120, 120), bool)
+    region[40:80, 40:80] = True
+    out = widgets.outline(image, region)
+    light = np.all(out == widgets.REFERENCE_RGB, axis=-1)
+    # The border of the region (rows and columns 20-39 at half size), not its inside.
+    assert light[20, 20:40].all() and light[20:40, 39].all()
+    assert not light[25:35, 25:35].any() and not light[:15].any()
+    assert not image.any()
+
+
+def test_compare_shows_region_attention_and_keeps_the_reference_out_of_label_kappas(
+    env: str,
+) -> None:
+    rgb = patch(28, SIDE, SIDE)
+    at, digest = region_page(tiff(rgb, MPP))
+    set_reference(at, digest, "A_mask.png", png(bach_mask()))
+    at.button(key="save_reference").click().run()
+    draw_and_label(at, rect_drawing(0, 0, 192, 384), "IDC-positive")
+    at.button(key="save").click().run()
+    at.switch_page(COMPARE).run()
+    assert not at.exception
+    # Both reviews, with the region's stitched RAN and LRAN attention (4 images each).
+    assert len(at.get("image")) == 2 * 4
+    assert [img.proto.imgs[0].caption for img in at.get("image")][:1] == ["region"]
+    tables = frames(at)
+    # Only the reader's review has predictions: the reference is no diagnosis.
+    models = next(f for f in tables if "accuracy" in f.columns)
+    assert (models["reviews"] == 1).all()
+    assert not [f for f in tables if "shared patches" in f.columns]
+    # The reader's region and the reference's are compared as two readers' regions.
+    assert len(at.get("plotly_chart")) == 4
