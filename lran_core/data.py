@@ -153,7 +153,8 @@ def preprocess(
     rgb: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
     """Takes RGB uint8 (H, W, 3); gives the model's input (1, 3, S, S), S = ``input_size``."""
-    x = torch.from_numpy(np.ascontiguousarray(resize_rgb(rgb, input_size))).permute(2, 0, 1)
+    # A copy: with no resize needed this is the caller's own, often read-only, array.
+    x = torch.from_numpy(np.array(resize_rgb(rgb, input_size))).permute(2, 0, 1)
     return normalise_batch(x[None], mean, std)
 
 
