@@ -167,32 +167,53 @@ def store(record: ReviewRecord) -> None:
     }
 
 
-def save(item: CaseItem, outputs: list[engine.ModelOutput], target: int | None,
-         canvas_size: tuple[int, int]) -> None:
-    """Saves the reader's review of a patch."""
+def save_drawn(
+    item: CaseItem,
+    canvas_size: tuple[int, int],
+    *,
+    kind: str,
+    predictions: dict[str, dict[str, float]],
+    score: Callable[[np.ndarray], list[dict]],
+    mpp: float | None,
+    note: str | None = None,
+) -> None:
+    """Saves the reader's drawn region and label with the models' predictions and the scores
+    ``score`` gives for the region's mask (H, W)."""
     drawn = drawn_review(item, canvas_size)
     if drawn is None:
         return
     reader, label, mask = drawn
+    properties = {"reader": reader, "label": label} | ({"mpp": mpp} if mpp else {})
     store(ReviewRecord(
         item_hash=item.item_hash,
         filename=item.filename,
         width=item.width,
         height=item.height,
-        # The classifier takes the upload whole, as one patch.
-        kind="patch",
+        kind=kind,
         reader=reader,
         model_set=layout.model_set(),
         label=label,
         mask=mask,
-        geojson=mask_to_geojson(mask, {"reader": reader, "label": label}),
+        geojson=mask_to_geojson(mask, properties),
+        predictions=predictions,
+        scores=score(mask),
+        mpp=mpp,
+        note=note,
+    ))
+
+
+def save(item: CaseItem, outputs: list[engine.ModelOutput], target: int | None,
+         canvas_size: tuple[int, int]) -> None:
+    """Saves the reader's review of a patch (the classifier takes the upload whole)."""
+    save_drawn(
+        item, canvas_size, kind="patch",
         predictions={
             out.variant: dict(zip(out.class_names, map(float, out.probs), strict=True))
             for out in outputs
         },
-        scores=engine.score_maps(outputs, mask, target),
+        score=partial(engine.score_maps, outputs, target=target),
         mpp=item.mpp,
-    ))
+    )
 
 
 def region_note(maps: dict[str, RegionMaps], mpp: float, class_names: list[str]) -> str:
@@ -207,29 +228,17 @@ def region_note(maps: dict[str, RegionMaps], mpp: float, class_names: list[str])
 def save_region(item: CaseItem, maps: dict[str, RegionMaps], mpp: float,
                 class_names: list[str], canvas_size: tuple[int, int]) -> None:
     """Saves the reader's review of a region: every model's maps scored on the whole region."""
-    drawn = drawn_review(item, canvas_size)
-    if drawn is None:
-        return
-    reader, label, mask = drawn
-    # Full-resolution scores of a megapixel region take a few seconds.
-    with st.spinner("Scoring every map on the whole region…"):
-        scores = engine.score_region(maps, mask)
-    store(ReviewRecord(
-        item_hash=item.item_hash,
-        filename=item.filename,
-        width=item.width,
-        height=item.height,
-        kind="region",
-        reader=reader,
-        model_set=layout.model_set(),
-        label=label,
-        mask=mask,
-        geojson=mask_to_geojson(mask, {"reader": reader, "label": label, "mpp": mpp}),
-        predictions=engine.region_predictions(maps, class_names),
-        scores=scores,
-        mpp=mpp,
+
+    def score(mask: np.ndarray) -> list[dict]:
+        # Full-resolution scores of a megapixel region take a few seconds.
+        with st.spinner("Scoring every map on the whole region…"):
+            return engine.score_region(maps, mask)
+
+    save_drawn(
+        item, canvas_size, kind="region",
+        predictions=engine.region_predictions(maps, class_names), score=score, mpp=mpp,
         note=region_note(maps, mpp, class_names),
-    ))
+    )
 
 
 def annotate(

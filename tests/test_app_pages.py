@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import CLASSES, VARIANTS
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import lran_core
 from annotations.scores import agreement
 from annotations.shapes import geojson_to_mask, png_to_mask
 from annotations.store import Store
@@ -35,42 +34,12 @@ APP = str(ROOT / "app.py")
 REVIEW = "pages/1_Review.py"
 COMPARE = "pages/2_Compare_RAN_vs_LRAN.py"
 HISTORY = "pages/3_History.py"
-CLASSES = ["IDC-negative", "IDC-positive"]
-VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
 # The Review page's canvas is 384 px on the patch's longer side.
 CANVAS_SIDE = 384
 
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-def random_models(root: Path) -> Path:
-    """Writes a model set 'idc' of the three variants with random weights under ``root``
-    (64 px input at 4 um/px); gives ``root``, for LRAN_MODELS_DIR."""
-    torch.manual_seed(0)
-    for variant in VARIANTS:
-        lran_core.save_checkpoint(
-            lran_core.build_model(variant, num_classes=2), root / "idc" / f"{variant}.safetensors",
-            class_names=CLASSES, input_size=64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-            mpp=4.0, data_description="random weights (tests)",
-        )
-    return root
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model set 'idc' of the three variants with random weights."""
-    return random_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def env(models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Points the app at the random models and a fresh database; gives the database URL."""
-    url = f"sqlite:///{tmp_path / 'reviews.sqlite'}"
-    monkeypatch.setenv("LRAN_MODELS_DIR", str(models_dir))
-    monkeypatch.setenv("LRAN_REVIEW_DB", url)
-    return url
 
 
 def png(rgb: np.ndarray | Image.Image) -> bytes:

@@ -12,22 +12,20 @@ from __future__ import annotations
 import io
 import json
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import VARIANTS
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_app_pages import (
     COMPARE,
     HISTORY,
     REVIEW,
-    VARIANTS,
     draw_and_label,
     frames,
     patch,
     png,
-    random_models,
     rect_drawing,
     start,
     texts,
@@ -47,21 +45,6 @@ CANVAS = 384
 # Every model's probability and CAM, and the attention of R-RAN and R-LRAN.
 MAP_ROWS = {(v, "probability") for v in VARIANTS} | {(v, "cam") for v in VARIANTS} | {
     ("resnet18-ran", "attention"), ("resnet18-lran", "attention")}
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model set 'idc' of the three variants with random weights."""
-    return random_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def env(models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Points the app at the random models and a fresh database; gives the database URL."""
-    url = f"sqlite:///{tmp_path / 'reviews.sqlite'}"
-    monkeypatch.setenv("LRAN_MODELS_DIR", str(models_dir))
-    monkeypatch.setenv("LRAN_REVIEW_DB", url)
-    return url
 
 
 def tiff(rgb: np.ndarray, mpp: float | None) -> bytes:

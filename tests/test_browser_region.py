@@ -12,18 +12,13 @@ otherwise. Screenshots of every step go to test-artifacts/browser-region/.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VARIANTS
 from PIL import Image
-from test_browser_review import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, free_port, models_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 TILES = ROOT.parent / "shared" / "data" / "bach-a03" / "tiles"
@@ -31,7 +26,6 @@ TILE = TILES / "A03_8_1.png"
 MASK = TILES / "A03_8_1_mask.png"
 MPP = 0.47
 ARTIFACTS = ROOT / "test-artifacts" / "browser-region"
-VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
 MAP_ROWS = {(v, "probability") for v in VARIANTS} | {(v, "cam") for v in VARIANTS} | {
     ("resnet18-ran", "attention"), ("resnet18-lran", "attention")}
 
@@ -41,45 +35,6 @@ pytestmark = [
     pytest.mark.skipif(not (TILE.is_file() and MASK.is_file()),
                        reason=f"no BACH tile {TILE.name} and its mask under {TILES} (shared data)"),
 ]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A running app on a free port; gives (its URL, its database URL)."""
-    db = f"sqlite:///{tmp_path / 'reviews.sqlite'}"
-    env = {**os.environ, "LRAN_REVIEW_DB": db}
-    models = models_dir(tmp_path / "models")
-    if models is not None:
-        env["LRAN_MODELS_DIR"] = str(models)
-    port = free_port()
-    log_path = tmp_path / "streamlit.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.close()
-                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-                time.sleep(0.3)
-        yield url, db
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_reader_reviews_a_bach_region_against_its_reference(server: tuple[str, str]) -> None:

@@ -12,44 +12,22 @@ step go to test-artifacts/browser-review/.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VARIANTS
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "idc"
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser-review"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-CLASSES = ["IDC-negative", "IDC-positive"]
-VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
-# Streamlit's first run imports torch and loads three models: generous on a 2-core machine.
-TIMEOUT_MS = 90_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
     pytest.mark.skipif(not DATA.is_dir(), reason=f"no IDC patches at {DATA} (shared data)"),
 ]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def real_patch() -> Path:
@@ -59,65 +37,6 @@ def real_patch() -> Path:
             if img.size == (50, 50):
                 return path
     pytest.skip(f"no 50 x 50 IDC-positive patch under {DATA}")
-
-
-def models_dir(tmp: Path) -> Path | None:
-    """None when the shipped weights of all three variants are installed (the app uses them);
-    else a random-weight set written under ``tmp``, for LRAN_MODELS_DIR."""
-    shipped = ROOT / "lran_core" / "weights" / "idc"
-    if all((shipped / f"{v}.safetensors").is_file() for v in VARIANTS):
-        return None
-    import torch
-
-    import lran_core
-
-    torch.manual_seed(0)
-    for variant in VARIANTS:
-        lran_core.save_checkpoint(
-            lran_core.build_model(variant, num_classes=2), tmp / "idc" / f"{variant}.safetensors",
-            class_names=CLASSES, input_size=128, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-            mpp=4.0, data_description="random weights (tests)",
-        )
-    return tmp
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A running app on a free port; gives (its URL, its database URL)."""
-    db = f"sqlite:///{tmp_path / 'reviews.sqlite'}"
-    env = {**os.environ, "LRAN_REVIEW_DB": db}
-    models = models_dir(tmp_path / "models")
-    if models is not None:
-        env["LRAN_MODELS_DIR"] = str(models)
-    port = free_port()
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.close()
-                    output = (tmp_path / "streamlit.log").read_text()
-                    pytest.fail(f"streamlit did not start:\n{output}")
-                time.sleep(0.3)
-        yield url, db
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_reader_draws_labels_and_saves_a_review(server: tuple[str, str]) -> None:

@@ -1,0 +1,106 @@
+"""Shared fixtures of the app tests: a random-weight model set, a fresh database, and a running
+`streamlit run app.py` for the browser tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import lran_core
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ["IDC-negative", "IDC-positive"]
+VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+# Streamlit's first run imports torch and loads three models: generous on a 2-core machine.
+TIMEOUT_MS = 90_000
+
+
+def random_models(root: Path, input_size: int = 64) -> Path:
+    """Writes a model set 'idc' of the three variants with random weights under ``root``
+    (at 4 um/px); gives ``root``, for LRAN_MODELS_DIR."""
+    torch.manual_seed(0)
+    for variant in VARIANTS:
+        lran_core.save_checkpoint(
+            lran_core.build_model(variant, num_classes=2), root / "idc" / f"{variant}.safetensors",
+            class_names=CLASSES, input_size=input_size, mean=(0.5, 0.5, 0.5),
+            std=(0.25, 0.25, 0.25), mpp=4.0, data_description="random weights (tests)",
+        )
+    return root
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model set 'idc' of the three variants with random weights."""
+    return random_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def env(models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Points the app at the random models and a fresh database; gives the database URL."""
+    url = f"sqlite:///{tmp_path / 'reviews.sqlite'}"
+    monkeypatch.setenv("LRAN_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("LRAN_REVIEW_DB", url)
+    return url
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A running app on a free port with a fresh database; gives (its URL, the database URL).
+
+    It uses the shipped weights when all three are installed, else a random-weight set at the
+    shipped input size (128 px).
+    """
+    db = f"sqlite:///{tmp_path / 'reviews.sqlite'}"
+    env = {**os.environ, "LRAN_REVIEW_DB": db}
+    shipped = ROOT / "lran_core" / "weights" / "idc"
+    if not all((shipped / f"{v}.safetensors").is_file() for v in VARIANTS):
+        env["LRAN_MODELS_DIR"] = str(random_models(tmp_path / "models", input_size=128))
+    port = _free_port()
+    log_path = tmp_path / "streamlit.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.close()
+                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
+                time.sleep(0.3)
+        yield url, db
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
