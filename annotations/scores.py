@@ -4,17 +4,17 @@ S is a saliency map already up-sampled to the image, shape (H, W), any float; Re
 so that negative evidence (e.g. a negative CAM) never counts as pointing at the region. G is the
 reader's region, a bool (H, W) mask of the same size.
 
-Conventions where the definitions are silent (ours):
+Conventions where the definitions are silent (ours, design.md §3):
 - An all-zero map (after ReLU) points nowhere: pointing game False, energy 0, its thresholded
   region B empty. AUROC of a constant map is 0.5 (every pixel tied).
-- An empty region G cannot be pointed at: pointing game False, energy, IoU and Dice 0, AUROC None.
+- A maximum tied over several pixels hits when any of them is within the tolerance (as Quantus).
+- An empty region G cannot be pointed at: every score is None (undefined), not 0, and not
+  Quantus's pointing-game 1.0; comparisons leave such reviews out.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage, stats
@@ -72,8 +72,8 @@ def _pointing(s: np.ndarray, g: np.ndarray, tolerance_px: float) -> bool:
         return False
     # Distance from every pixel to the nearest pixel of G (0 inside G).
     distance = ndimage.distance_transform_edt(~g)
-    peak = np.unravel_index(np.argmax(s), s.shape)
-    return bool(distance[peak] <= tolerance_px)
+    peaks = s == s.max()
+    return bool((distance[peaks] <= tolerance_px).any())
 
 
 def _energy(s: np.ndarray, g: np.ndarray) -> float:
@@ -94,9 +94,8 @@ def _auroc(s: np.ndarray, g: np.ndarray) -> float | None:
 
 
 def pointing_game(saliency: np.ndarray, region: np.ndarray, tolerance_px: float = 15) -> bool:
-    """Pointing game hit (Zhang et al. 2018): takes S and G (H, W); True when the argmax of S
-    (first one in row-major order if tied) lies within `tolerance_px` (Euclidean) of some pixel
-    of G."""
+    """Pointing game hit (Zhang et al. 2018): takes S and G (H, W); True when the maximum of S
+    (any of its pixels, if tied) lies within `tolerance_px` (Euclidean) of some pixel of G."""
     s, g = _prepare(saliency, region)
     return _pointing(s, g, tolerance_px)
 
@@ -130,28 +129,49 @@ def auroc(saliency: np.ndarray, region: np.ndarray) -> float | None:
     return _auroc(s, g)
 
 
-def agreement(
-    saliency: np.ndarray, region: np.ndarray, tolerance_px: float = 15
-) -> dict[str, bool | float | None]:
+@dataclass(frozen=True)
+class Agreement:
+    """The scores of one map against one region (design.md §3); every score None when the
+    region is empty. ``tolerance_px`` is the pointing game's tolerance they were made with."""
+
+    pointing_game: bool | None
+    energy_pointing_game: float | None
+    iou_50: float | None
+    iou_mean: float | None
+    dice_50: float | None
+    dice_mean: float | None
+    auroc: float | None
+    tolerance_px: float
+
+    def values(self) -> dict[str, bool | float | None]:
+        """The scores by name (SCORE_NAMES order), without the tolerance."""
+        return {name: value for name, value in asdict(self).items() if name in SCORE_NAMES}
+
+
+def agreement(saliency: np.ndarray, region: np.ndarray, tolerance_px: float = 15) -> Agreement:
     """Every score of design.md section 3 for one map S and one region G, both (H, W).
 
-    Gives a dict with exactly the keys of SCORE_NAMES: pointing_game (bool),
-    energy_pointing_game, iou_50, iou_mean (mean over tau = 0.1 ... 0.9), dice_50, dice_mean
-    (floats), auroc (float, or None when G is empty or full).
+    pointing_game (bool), energy_pointing_game, iou_50, iou_mean (mean over tau = 0.1 ... 0.9),
+    dice_50, dice_mean, auroc (None when G covers the whole image); all None when G is empty.
     """
+    if not np.isfinite(tolerance_px) or tolerance_px < 0:
+        raise ValueError(f"tolerance_px must be a non-negative number, got {tolerance_px}")
     s, g = _prepare(saliency, region)
+    if not g.any():
+        return Agreement(None, None, None, None, None, None, None, float(tolerance_px))
     binarised = {tau: _binarise(s, tau) for tau in TAUS}
     ious = [_iou(b, g) for b in binarised.values()]
     dices = [_dice(b, g) for b in binarised.values()]
-    return {
-        "pointing_game": _pointing(s, g, tolerance_px),
-        "energy_pointing_game": _energy(s, g),
-        "iou_50": _iou(binarised[0.5], g),
-        "iou_mean": float(np.mean(ious)),
-        "dice_50": _dice(binarised[0.5], g),
-        "dice_mean": float(np.mean(dices)),
-        "auroc": _auroc(s, g),
-    }
+    return Agreement(
+        pointing_game=_pointing(s, g, tolerance_px),
+        energy_pointing_game=_energy(s, g),
+        iou_50=_iou(binarised[0.5], g),
+        iou_mean=float(np.mean(ious)),
+        dice_50=_dice(binarised[0.5], g),
+        dice_mean=float(np.mean(dices)),
+        auroc=_auroc(s, g),
+        tolerance_px=float(tolerance_px),
+    )
 
 
 def region_dice(region_a: np.ndarray, region_b: np.ndarray) -> float:
@@ -162,44 +182,3 @@ def region_dice(region_a: np.ndarray, region_b: np.ndarray) -> float:
         raise ValueError(f"regions differ in shape: {a.shape} vs {b.shape}")
     total = np.count_nonzero(a) + np.count_nonzero(b)
     return 2 * np.count_nonzero(a & b) / total if total else 1.0
-
-
-def cohen_kappa(labels_a: Sequence[str], labels_b: Sequence[str]) -> float:
-    """Cohen's kappa of two readers' labels over the same items (two equal-length sequences):
-    (p_o - p_e) / (1 - p_e). NaN when p_e = 1 (both readers gave one and the same label to every
-    item), where kappa is undefined, as in scikit-learn."""
-    if len(labels_a) != len(labels_b):
-        raise ValueError(f"label lists differ in length: {len(labels_a)} vs {len(labels_b)}")
-    n = len(labels_a)
-    if n == 0:
-        raise ValueError("cohen_kappa needs at least one labelled item")
-    observed = sum(a == b for a, b in zip(labels_a, labels_b, strict=True)) / n
-    count_a, count_b = Counter(labels_a), Counter(labels_b)
-    expected = sum(count_a[k] * count_b[k] for k in count_a) / (n * n)
-    if expected == 1:
-        return math.nan
-    return (observed - expected) / (1 - expected)
-
-
-def fleiss_kappa(ratings: Sequence[Sequence[str]]) -> float:
-    """Fleiss' kappa for several readers: `ratings` has one row per item, each row the labels
-    that all readers (the same number for every item, at least 2) gave it. NaN when chance
-    agreement is 1 (one label used throughout), where kappa is undefined."""
-    if len(ratings) == 0:
-        raise ValueError("fleiss_kappa needs at least one item")
-    n_raters = len(ratings[0])
-    if n_raters < 2:
-        raise ValueError("fleiss_kappa needs at least 2 ratings per item")
-    for i, row in enumerate(ratings):
-        if len(row) != n_raters:
-            raise ValueError(f"item {i} has {len(row)} ratings, item 0 has {n_raters}")
-    categories = sorted({label for row in ratings for label in row})
-    counts = np.array([[Counter(row)[c] for c in categories] for row in ratings], dtype=float)
-    n_items = len(ratings)
-    per_item = ((counts**2).sum(axis=1) - n_raters) / (n_raters * (n_raters - 1))
-    p_bar = per_item.mean()
-    shares = counts.sum(axis=0) / (n_items * n_raters)
-    p_e = float((shares**2).sum())
-    if p_e == 1:
-        return math.nan
-    return float((p_bar - p_e) / (1 - p_e))

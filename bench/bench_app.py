@@ -33,11 +33,15 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
 
@@ -61,8 +65,10 @@ def ensure_models(tmp: Path) -> str:
 
     for variant in VARIANTS:
         lran_core.save_checkpoint(
-            lran_core.build_model(variant, num_classes=2), tmp / "idc" / f"{variant}.safetensors",
-            class_names=["IDC-negative", "IDC-positive"], input_size=128,
+            lran_core.build_model(variant, num_classes=2),
+            tmp / "idc" / f"{variant}.safetensors",
+            class_names=["IDC-negative", "IDC-positive"],
+            input_size=128,
         )
     os.environ["LRAN_MODELS_DIR"] = str(tmp)
     return "random weights, same architecture (no shipped weights)"
@@ -70,8 +76,10 @@ def ensure_models(tmp: Path) -> str:
 
 def ms(values: list[float]) -> str:
     """Median and range of durations in seconds, as milliseconds."""
-    return (f"median {statistics.median(values) * 1000:.0f} ms "
-            f"(min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}, n={len(values)})")
+    return (
+        f"median {statistics.median(values) * 1000:.0f} ms "
+        f"(min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}, n={len(values)})"
+    )
 
 
 def bench_apptest(repeats: int) -> None:
@@ -97,27 +105,30 @@ def bench_explain(repeats: int) -> None:
     """explain (three models, cache missed) plus scores of every map, 128 x 128 patch."""
     import torch
 
-    from annotations.scores import agreement
     from lran_core.data import load_image
-    from ui import engine
+    from review import modelsets
+    from review.patches import explain_patch
+    from review.scoring import score_maps
 
-    folder = engine.models_dir()
+    model_set = modelsets.load("idc")
+    modelsets.warm_up(model_set, 1)
     region = np.zeros((128, 128), bool)
     region[32:96, 16:80] = True
-    engine.explain("idc", folder, "warm-up", load_image(png_bytes(1, 128)))
     explain_t, score_t = [], []
     for i in range(repeats):
         rgb = load_image(png_bytes(2000 + i, 128))
         start = time.perf_counter()
-        outputs = engine.explain("idc", folder, f"bench-{i}", rgb)
+        outputs = explain_patch(model_set, rgb)
         middle = time.perf_counter()
-        rows = [agreement(m, region) for o in outputs for m in o.maps().values()]
+        rows = score_maps({o.variant: o.maps() for o in outputs}, region, 0.47)
         score_t.append(time.perf_counter() - middle)
         explain_t.append(middle - start)
     print(f"  explain, 3 models, 128 x 128 patch: {ms(explain_t)}")
     print(f"  agreement scores of all {len(rows)} maps: {ms(score_t)}")
-    print(f"  together: median {statistics.median(np.add(explain_t, score_t)) * 1000:.0f} ms "
-          f"(torch threads: {torch.get_num_threads()})")
+    print(
+        f"  together: median {statistics.median(np.add(explain_t, score_t)) * 1000:.0f} ms "
+        f"(torch threads: {torch.get_num_threads()})"
+    )
 
 
 def free_port() -> int:
@@ -146,9 +157,21 @@ def bench_browser(repeats: int, tmp: Path) -> None:
     port = free_port()
     env = {**os.environ, "LRAN_REVIEW_DB": f"sqlite:///{tmp / 'bench.sqlite'}"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -169,12 +192,19 @@ def bench_browser(repeats: int, tmp: Path) -> None:
             times = []
             # Images that are loaded and not left over from the previous run (Streamlit marks
             # those stale until the new run replaces them).
-            count = ("() => [...document.querySelectorAll('[data-testid=stMain] img')].filter("
-                     "i => i.complete && i.naturalWidth > 0 && !i.closest('[data-stale=true]'))"
-                     ".length")
+            count = (
+                "() => [...document.querySelectorAll('[data-testid=stMain] img')].filter("
+                "i => i.complete && i.naturalWidth > 0 && !i.closest('[data-stale=true]'))"
+                ".length"
+            )
             for i in range(repeats):
-                files = [{"name": f"p{i}.png", "mimeType": "image/png",
-                          "buffer": png_bytes(3000 + i, 50)}]
+                files = [
+                    {
+                        "name": f"p{i}.png",
+                        "mimeType": "image/png",
+                        "buffer": png_bytes(3000 + i, 50),
+                    }
+                ]
                 # Each upload adds to the uploader; wait until this patch's preview is complete.
                 start = time.perf_counter()
                 page.locator("input[type=file]").set_input_files(files)
@@ -182,14 +212,18 @@ def bench_browser(repeats: int, tmp: Path) -> None:
                 page.wait_for_function(f"{count} >= 7")
                 times.append(time.perf_counter() - start)
             browser.close()
-        print(f"  browser, upload of a new 50 x 50 patch -> all maps shown: {ms(times)}; "
-              f"first {times[0] * 1000:.0f} ms")
+        print(
+            f"  browser, upload of a new 50 x 50 patch -> all maps shown: {ms(times)}; "
+            f"first {times[0] * 1000:.0f} ms"
+        )
         proc = psutil.Process(server.pid)
         mem = proc.memory_full_info()
         peak = peak_rss_bytes(server.pid)
-        print(f"3. app process with 3 models loaded: RSS {mem.rss / 2**20:.0f} MiB now"
-              + (f", peak {peak / 2**20:.0f} MiB" if peak else "")
-              + f"; unique (USS) {mem.uss / 2**20:.0f} MiB")
+        print(
+            f"3. app process with 3 models loaded: RSS {mem.rss / 2**20:.0f} MiB now"
+            + (f", peak {peak / 2**20:.0f} MiB" if peak else "")
+            + f"; unique (USS) {mem.uss / 2**20:.0f} MiB"
+        )
     finally:
         server.terminate()
         server.wait(timeout=20)

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torchvision.models import resnet18
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
-from lran_core import build_model  # noqa: E402
+from lran_core import build_model
 
 VARIANTS = ("resnet18", "resnet18-ran", "resnet18-lran")
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -34,13 +33,18 @@ import numpy as np
 import psutil
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from lran_core import NoWeightsError, build_model
+from lran_core.data import load_image
+from lran_core.models import LRANClassifier
+from lran_core.region import estimate_region_bytes, map_region
+from review import modelsets
 
-from lran_core import NoWeightsError, build_model, load_model_set  # noqa: E402
-from lran_core.data import load_image  # noqa: E402
-from lran_core.models import LRANClassifier  # noqa: E402
-from lran_core.region import estimate_region_bytes, map_region  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_set(name: str) -> dict[str, LRANClassifier]:
+    return modelsets.load(name).models
+
 
 BACH = ROOT.parent / "shared" / "data" / "bach-a03"
 VARIANTS = ("resnet18", "resnet18-ran", "resnet18-lran")
@@ -49,7 +53,7 @@ MB = 2**20
 
 def load_models(name: str) -> tuple[dict[str, LRANClassifier], str]:
     try:
-        return load_model_set(name), f"shipped set {name!r}"
+        return _load_set(name), f"shipped set {name!r}"
     except NoWeightsError:
         models = {}
         for v in VARIANTS:
@@ -119,21 +123,32 @@ def measure(
     peak = peak_rss() if exact else max(seen)
     patches = sum(m.tiles for m in maps.values())
     return {
-        "seconds": seconds, "cpu": cpu, "load": load,
-        "tiles": next(iter(maps.values())).tiles, "patches": patches,
-        "patches_per_s": patches / seconds, "peak_mb": (peak - before) / MB, "rss_mb": peak / MB,
-        "traced_mb": traced / MB, "maps": maps,
-        "estimate_mb": estimate_region_bytes(models, rgb.shape[:2], mpp,
-                                             kwargs.get("batch_size", 32)) / MB,
+        "seconds": seconds,
+        "cpu": cpu,
+        "load": load,
+        "tiles": next(iter(maps.values())).tiles,
+        "patches": patches,
+        "patches_per_s": patches / seconds,
+        "peak_mb": (peak - before) / MB,
+        "rss_mb": peak / MB,
+        "traced_mb": traced / MB,
+        "maps": maps,
+        "estimate_mb": estimate_region_bytes(
+            models, rgb.shape[:2], mpp, kwargs.get("batch_size", 32)
+        )
+        / MB,
     }
 
 
 def show(label: str, r: dict) -> None:
-    print(f"{label:<46} {r['seconds']:6.2f} s (CPU {r['cpu']:6.2f} s, load {r['load']:.1f})  "
-          f"{r['tiles']:5d} tiles/model  "
-          f"{r['patches_per_s']:6.1f} patches/s  peak RSS {r['rss_mb']:6.0f} MB "
-          f"(+{r['peak_mb']:.0f})  "
-          f"numpy {r['traced_mb']:7.1f} MB  (estimate {r['estimate_mb']:.0f} MB)", flush=True)
+    print(
+        f"{label:<46} {r['seconds']:6.2f} s (CPU {r['cpu']:6.2f} s, load {r['load']:.1f})  "
+        f"{r['tiles']:5d} tiles/model  "
+        f"{r['patches_per_s']:6.1f} patches/s  peak RSS {r['rss_mb']:6.0f} MB "
+        f"(+{r['peak_mb']:.0f})  "
+        f"numpy {r['traced_mb']:7.1f} MB  (estimate {r['estimate_mb']:.0f} MB)",
+        flush=True,
+    )
 
 
 def bach_regions() -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -151,15 +166,20 @@ def tumour_auroc(maps: dict, mask: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
     tumour = np.isin(mask, (2, 3)).ravel()
-    return {name: float(roc_auc_score(tumour, m.probs[m.cam_class].ravel()))
-            for name, m in maps.items()}
+    return {
+        name: float(roc_auc_score(tumour, m.probs[m.cam_class].ravel())) for name, m in maps.items()
+    }
 
 
 def sweep(models: dict[str, LRANClassifier]) -> None:
     regions = bach_regions()
     rgb = regions[0][1] if regions else region(500)
-    print(f"\nSweep on a 500 x 500 region at 4.7 um/px; tumour AUROC (labels 2, 3) per model, "
-          f"mean over {len(regions)} BACH regions" if regions else "\nSweep (no BACH data)")
+    print(
+        f"\nSweep on a 500 x 500 region at 4.7 um/px; tumour AUROC (labels 2, 3) per model, "
+        f"mean over {len(regions)} BACH regions"
+        if regions
+        else "\nSweep (no BACH data)"
+    )
     configs = [
         (overlap, precision, 32) for overlap in (0.5, 0.25, 0.0) for precision in ("fp32", "bf16")
     ] + [(0.25, "bf16", 16), (0.25, "bf16", 64)]
@@ -168,11 +188,15 @@ def sweep(models: dict[str, LRANClassifier]) -> None:
         r = measure(models, rgb, 4.7, **options)
         show(f"overlap {overlap:.2f} {precision} batch {bs}", r)
         if regions and bs == 32:
-            scores = [tumour_auroc(measure(models, im, 4.7, **options)["maps"] if i else r["maps"],
-                                   mask)
-                      for i, (_, im, mask) in enumerate(regions)]
-            print("    AUROC " + "  ".join(
-                f"{v}: {np.mean([s[v] for s in scores]):.3f}" for v in models), flush=True)
+            scores = [
+                tumour_auroc(measure(models, im, 4.7, **options)["maps"] if i else r["maps"], mask)
+                for i, (_, im, mask) in enumerate(regions)
+            ]
+            print(
+                "    AUROC "
+                + "  ".join(f"{v}: {np.mean([s[v] for s in scores]):.3f}" for v in models),
+                flush=True,
+            )
 
 
 def large(models: dict[str, LRANClassifier], side: int) -> None:
@@ -182,11 +206,15 @@ def large(models: dict[str, LRANClassifier], side: int) -> None:
     r = measure(base, rgb, 4.7, overlap=0.0, on_batch=lambda f: trace.append((f, rss())))
     show(f"synthetic {side} x {side} at 4.7 um/px, base only, overlap 0", r)
     settled = [m for f, m in trace if f >= 0.05]
-    print(f"    RSS while tiles stream (after 5% of {r['tiles']} tiles): "
-          f"min {min(settled) / MB:.0f} MB, max {max(settled) / MB:.0f} MB; "
-          f"at 25/50/75/100%: " + ", ".join(
-              f"{next(m for f, m in trace if f >= q) / MB:.0f}" for q in (0.25, 0.5, 0.75, 1.0))
-          + " MB")
+    print(
+        f"    RSS while tiles stream (after 5% of {r['tiles']} tiles): "
+        f"min {min(settled) / MB:.0f} MB, max {max(settled) / MB:.0f} MB; "
+        f"at 25/50/75/100%: "
+        + ", ".join(
+            f"{next(m for f, m in trace if f >= q) / MB:.0f}" for q in (0.25, 0.5, 0.75, 1.0)
+        )
+        + " MB"
+    )
     # What a stitcher that kept every tile's maps (probs, CAM at the 128 px input) would hold.
     kept = r["tiles"] * (2 * 4 + 128 * 128 * 4) / MB
     print(f"    keeping every tile's maps instead would hold {kept:.0f} MB more by the end")
@@ -197,25 +225,35 @@ def main() -> None:
     p.add_argument("--models", default="idc")
     p.add_argument("--repeats", type=int, default=3, help="runs of each default-settings case")
     p.add_argument("--sweep", action="store_true", help="alternatives on the 500 x 500 region")
-    p.add_argument("--large", type=int, nargs="?", const=4000, default=0,
-                   help="also map a synthetic SIDE x SIDE region at 4.7 um/px (default 4000)")
+    p.add_argument(
+        "--large",
+        type=int,
+        nargs="?",
+        const=4000,
+        default=0,
+        help="also map a synthetic SIDE x SIDE region at 4.7 um/px (default 4000)",
+    )
     args = p.parse_args()
     models, source = load_models(args.models)
-    print(f"models: {source}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"models: {source}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     regions = bach_regions()
     small = regions[0][1] if regions else region(500)
     tile = BACH / "tiles" / "A03_0_6.png"
     big = load_image(tile) if tile.is_file() else region(1000)
     map_region(models, small[:60, :60], 4.7)  # warm-up: first-call allocations, thread pool
-    for label, rgb, mpp in (("500 x 500 at 4.7 um/px (default settings)", small, 4.7),
-                            ("1000 x 1000 at 0.47 um/px (default settings)", big, 0.47)):
+    for label, rgb, mpp in (
+        ("500 x 500 at 4.7 um/px (default settings)", small, 4.7),
+        ("1000 x 1000 at 0.47 um/px (default settings)", big, 0.47),
+    ):
         # The fastest of a few runs: on a shared machine, other loads only ever add time.
-        r = min((measure(models, rgb, mpp) for _ in range(args.repeats)),
-                key=lambda run: run["seconds"])
+        r = min(
+            (measure(models, rgb, mpp) for _ in range(args.repeats)), key=lambda run: run["seconds"]
+        )
         show(f"{label}, best of {args.repeats}", r)
-        print("    per model: " + ", ".join(f"{n} {m.seconds:.2f} s"
-                                             for n, m in r["maps"].items()))
+        print("    per model: " + ", ".join(f"{n} {m.seconds:.2f} s" for n, m in r["maps"].items()))
     if args.sweep:
         sweep(models)
     if args.large:

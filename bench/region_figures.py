@@ -2,7 +2,7 @@
 
 Maps the three BACH regions (``regions/A03_k.png``, about 4.7 um/px) and the twelve 1000 x 1000
 tiles (``tiles/A03_k_n.png``, about 0.47 um/px) under ``../shared/data/bach-a03`` with a model set
-through the region command line (``python -m lran_core.region``), and writes ``figures.json``
+through the region command (``lran-review region``), and writes ``figures.json``
 (every image's report) and ``figures.md`` (a table per image and model: tumour AUROC of the
 probability map against labels 2-3, and AUROC / energy pointing game / pointing game of CAM and
 attention against every annotated pixel). A folder that is absent is skipped with a note.
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from lran_core.predict import PRECISIONS
+from lran_core.region import DEFAULT_OVERLAP
+from review.region import main as region_main
 
-from lran_core.region import DEFAULT_OVERLAP, PRECISIONS  # noqa: E402
-from lran_core.region import main as region_main  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BACH = ROOT.parent / "shared" / "data" / "bach-a03"
 # Scale of each folder (data README): regions are 5000 px at 0.467 um/px downsized 10x.
@@ -35,19 +34,36 @@ def run(models: str, out: Path, overlap: float, precision: str) -> list[dict]:
             continue
         for image in sorted(p for p in path.glob("A03_*.png") if not p.stem.endswith("_mask")):
             json_path = out / folder / f"{image.stem}.json"
-            code = region_main([
-                "--models", models, "--image", str(image), "--mpp", str(mpp),
-                "--mask", str(image.with_name(f"{image.stem}_mask.png")),
-                "--json", str(json_path), "--overlap", str(overlap), "--precision", precision,
-            ])
+            code = region_main(
+                [
+                    "--models",
+                    models,
+                    "--image",
+                    str(image),
+                    "--mpp",
+                    str(mpp),
+                    "--mask",
+                    str(image.with_name(f"{image.stem}_mask.png")),
+                    "--json",
+                    str(json_path),
+                    "--overlap",
+                    str(overlap),
+                    "--precision",
+                    precision,
+                ]
+            )
             if code:
                 raise SystemExit(f"{image}: the region command failed (exit {code})")
             report = json.loads(json_path.read_text())
             report["folder"] = folder
             reports.append(report)
-            print(f"{folder}/{image.name}: " + ", ".join(
-                f"{n} {m['scores']['auroc_tumour_2_3']}" for n, m in report["models"].items()
-            ), flush=True)
+            print(
+                f"{folder}/{image.name}: "
+                + ", ".join(
+                    f"{n} {m['scores']['auroc_tumour_2_3']}" for n, m in report["models"].items()
+                ),
+                flush=True,
+            )
     return reports
 
 
@@ -65,8 +81,10 @@ def _mean(values: list) -> float | None:
 
 
 def table(reports: list[dict]) -> str:
-    head = ("| image | um/px | model | tiles | s | AUROC tumour (2,3) | CAM AUROC | CAM energy "
-            "| CAM pointing | attention AUROC | attention energy | attention pointing |")
+    head = (
+        "| image | um/px | model | tiles | s | AUROC tumour (2,3) | CAM AUROC | CAM energy "
+        "| CAM pointing | attention AUROC | attention energy | attention pointing |"
+    )
     lines = [head, "|" + "---|" * 12]
     rows: dict[tuple[str, str], list[list]] = {}
     for r in reports:
@@ -74,17 +92,28 @@ def table(reports: list[dict]) -> str:
         for model, m in r["models"].items():
             s = m["scores"]
             cam, att = s["cam"], s["attention"] or {}
-            values = [s["auroc_tumour_2_3"], cam["auroc"], cam["energy_pointing_game"],
-                      cam["pointing_game"], att.get("auroc"), att.get("energy_pointing_game"),
-                      att.get("pointing_game")]
+            values = [
+                s["auroc_tumour_2_3"],
+                cam["auroc"],
+                cam["energy_pointing_game"],
+                cam["pointing_game"],
+                att.get("auroc"),
+                att.get("energy_pointing_game"),
+                att.get("pointing_game"),
+            ]
             rows.setdefault((r["folder"], model), []).append(values)
-            lines.append(f"| {name} | {r['mpp']} | {model} | {m['tiles']} | {m['seconds']:.1f} | "
-                         + " | ".join(_fmt(v) for v in values) + " |")
+            lines.append(
+                f"| {name} | {r['mpp']} | {model} | {m['tiles']} | {m['seconds']:.1f} | "
+                + " | ".join(_fmt(v) for v in values)
+                + " |"
+            )
     lines.append("")
     lines.append("Means per folder and model (pointing: hit rate; '-' where undefined):")
     lines.append("")
-    lines.append("| folder | model | AUROC tumour (2,3) | CAM AUROC | CAM energy | CAM pointing "
-                 "| attention AUROC | attention energy | attention pointing |")
+    lines.append(
+        "| folder | model | AUROC tumour (2,3) | CAM AUROC | CAM energy | CAM pointing "
+        "| attention AUROC | attention energy | attention pointing |"
+    )
     lines.append("|" + "---|" * 9)
     for (folder, model), values in rows.items():
         means = [_mean([v[i] for v in values]) for i in range(7)]

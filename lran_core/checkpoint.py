@@ -41,6 +41,7 @@ def save_checkpoint(
     path: str | Path,
     *,
     class_names: list[str] | None = None,
+    class_folders: list[str] | None = None,
     input_size: int | None = None,
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
@@ -57,6 +58,7 @@ def save_checkpoint(
     meta = model.meta
     for key, value in {
         "class_names": class_names,
+        "class_folders": class_folders,
         "input_size": input_size,
         "mean": mean,
         "std": std,

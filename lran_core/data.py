@@ -7,8 +7,11 @@ dataset skips it); nothing is dropped silently.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import random
+import re
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -21,10 +24,38 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
+from .transforms import to_input
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MIN_SIDE = 8
 MAX_PIXELS = 120_000_000
 IDC_CLASS_NAMES = {"0": "IDC-negative", "1": "IDC-positive"}
+# The Kaggle IDC patches: 50 px on a side at about 4 um/px (2.5x).
+IDC_NATIVE = 50
+IDC_MPP = 4.0
+CACHE_VERSION = 1
+
+
+_IDC_NAME = re.compile(r"^(?P<patient>\d+)_idx5_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>\d+)")
+
+
+@dataclass(frozen=True)
+class IDCName:
+    """What a Kaggle IDC patch's file name says: patient, the patch's top-left corner (x, y) in
+    the patient's slide at 2.5x, and its label."""
+
+    patient: str
+    x: int
+    y: int
+    label: int
+
+
+def parse_idc_name(name: str) -> IDCName | None:
+    """Parses ``10253_idx5_x1351_y1101_class1.png`` (any folder prefix); None for other names."""
+    match = _IDC_NAME.match(Path(name).name)
+    if match is None:
+        return None
+    return IDCName(match["patient"], int(match["x"]), int(match["y"]), int(match["label"]))
 
 
 class ImageReadError(ValueError):
@@ -140,22 +171,14 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(rgb, (size, size), interpolation=interp)
 
 
-def normalise_batch(
-    batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """Takes uint8 images (N, 3, H, W); gives float (N, 3, H, W) normalised by mean/std of [0,1]."""
-    m = torch.tensor(mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
-    return (batch.float() / 255.0 - m) / s
-
-
 def preprocess(
     rgb: np.ndarray, input_size: int, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
-    """Takes RGB uint8 (H, W, 3); gives the model's input (1, 3, S, S), S = ``input_size``."""
-    # A copy: with no resize needed this is the caller's own, often read-only, array.
-    x = torch.from_numpy(np.array(resize_rgb(rgb, input_size))).permute(2, 0, 1)
-    return normalise_batch(x[None], mean, std)
+    """Takes RGB uint8 (H, W, 3); gives the model's input (1, 3, S, S), S = ``input_size``:
+    square-padded (white), then :func:`lran_core.transforms.to_input` as in training."""
+    # A copy: the caller's array is often read-only, and torch warns on such views.
+    x = torch.from_numpy(np.array(square(rgb))).permute(2, 0, 1)[None]
+    return to_input(x, input_size, mean, std)
 
 
 @dataclass(frozen=True)
@@ -290,7 +313,7 @@ class BalancedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(self.seed * 100003 + self.epoch)
-        pools = [[] for _ in self.by_class]
+        pools: list[list[int]] = [[] for _ in self.by_class]
         k = len(self.by_class)
         for _ in range(self.num_batches):
             batch = []
@@ -304,35 +327,83 @@ class BalancedBatchSampler(Sampler[list[int]]):
             yield batch
 
 
-class PatchDataset(Dataset):
+def cache_dir() -> Path:
+    """Where decoded datasets are cached: ``$LRAN_CACHE_DIR`` or ``~/.cache/lran_core``."""
+    return Path(os.environ.get("LRAN_CACHE_DIR") or Path.home() / ".cache" / "lran_core")
+
+
+def _cache_key(samples: Sequence[Sample], size: int, native: int | None) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION} {size} {native}".encode())
+    for s in samples:
+        st = s.path.stat()
+        h.update(f"\n{s.path.resolve()} {st.st_size} {st.st_mtime_ns} {s.label}".encode())
+    return h.hexdigest()[:24]
+
+
+class PatchDataset(Dataset[tuple[torch.Tensor, int]]):
     """Images of a dataset, decoded once and held in memory as uint8 at ``size`` x ``size``.
 
-    ``__getitem__`` gives (uint8 tensor (3, size, size), label). Unreadable files are skipped
-    with a warning naming each (see ``skipped``).
+    Each image is padded white at the bottom/right to ``native`` (IDC's edge patches, cut by the
+    slide border), square-padded, then resized to ``size`` (usually the native size: the network
+    input is made per batch by :func:`lran_core.transforms.to_input`). With ``cache=True`` the
+    decoded array is kept in :func:`cache_dir` under a key of the files' paths, sizes and
+    modification times, so a second run (or a resumed one) skips decoding.
+
+    ``images`` is uint8 (N, 3, size, size); ``__getitem__`` gives (image, label). Unreadable files
+    are skipped with a warning naming each (see ``skipped``).
     """
 
-    def __init__(self, samples: Sequence[Sample], size: int, native: int | None = None):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        size: int,
+        native: int | None = None,
+        cache: bool = False,
+    ):
         self.size = size
-        self.samples: list[Sample] = []
-        self.skipped: list[str] = []
+        path = cache_dir() / f"{_cache_key(samples, size, native)}.npz" if cache else None
+        if path is not None and path.is_file():
+            with np.load(path) as stored:
+                kept = set(stored["kept"].tolist())
+                array = stored["images"]
+                self.skipped: list[str] = stored["skipped"].tolist()
+            self.samples = [s for i, s in enumerate(samples) if i in kept]
+        else:
+            array, self.samples, self.skipped = self._decode(samples, size, native)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                index = {s.path: i for i, s in enumerate(samples)}
+                tmp = path.with_suffix(".tmp.npz")
+                np.savez(
+                    tmp,
+                    images=array,
+                    kept=np.array([index[s.path] for s in self.samples], dtype=np.int64),
+                    skipped=np.array(self.skipped, dtype=str),
+                )
+                tmp.replace(path)  # a run stopped mid-write leaves no half cache behind
+        self.images = torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+        self.labels = [s.label for s in self.samples]
+
+    @staticmethod
+    def _decode(
+        samples: Sequence[Sample], size: int, native: int | None
+    ) -> tuple[np.ndarray, list[Sample], list[str]]:
+        kept: list[Sample] = []
+        skipped: list[str] = []
         images = []
         for s in samples:
             try:
                 rgb = load_image(s.path, min_side=1)
             except ImageReadError as err:
-                warnings.warn(f"skipped: {err}", stacklevel=2)
-                self.skipped.append(str(err))
+                warnings.warn(f"skipped: {err}", stacklevel=3)
+                skipped.append(str(err))
                 continue
             if native:
                 rgb = pad_to(rgb, native, native)
             images.append(resize_rgb(rgb, size))
-            self.samples.append(s)
-        self.images = (
-            torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-            if images
-            else torch.empty(0, 3, size, size, dtype=torch.uint8)
-        )
-        self.labels = [s.label for s in self.samples]
+            kept.append(s)
+        array = np.stack(images) if images else np.empty((0, size, size, 3), dtype=np.uint8)
+        return array, kept, skipped
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -340,37 +411,9 @@ class PatchDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.images[i], self.labels[i]
 
-    def class_counts(self) -> Counter:
+    def class_counts(self) -> Counter[int]:
         """How many samples per class index."""
         return Counter(self.labels)
-
-
-def augment(batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random flips, 90-degree rotations and colour jitter, per image; histology has no
-    orientation, and jitter stands in for stain variation.
-
-    Takes float images (N, 3, H, W) in [0, 1] (square); gives the same shape, in [0, 1].
-    """
-    n = batch.shape[0]
-    dev = batch.device
-
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator, device="cpu").to(dev)
-
-    flip = rand(n) < 0.5
-    batch = torch.where(flip.view(n, 1, 1, 1), batch.flip(-1), batch)
-    turns = (rand(n) * 4).long().clamp(max=3)
-    batch = torch.stack([torch.rot90(img, int(t), dims=(-2, -1)) for img, t in zip(batch, turns)])
-    brightness = 1 + (rand(n, 1, 1, 1) - 0.5) * 0.3
-    contrast = 1 + (rand(n, 1, 1, 1) - 0.5) * 0.3
-    saturation = 1 + (rand(n, 1, 1, 1) - 0.5) * 0.3
-    hue_shift = (rand(n, 3, 1, 1) - 0.5) * 0.06
-    batch = batch * brightness
-    mean = batch.mean(dim=(1, 2, 3), keepdim=True)
-    batch = (batch - mean) * contrast + mean
-    gray = batch.mean(dim=1, keepdim=True)
-    batch = (batch - gray) * saturation + gray + hue_shift
-    return batch.clamp(0, 1)
 
 
 @dataclass

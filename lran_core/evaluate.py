@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import load_model
-from .data import PatchDataset, kfold_by_group, read_dataset
+from .checkpoint import load_model
+from .data import IDC_NATIVE, PatchDataset, kfold_by_group, read_dataset
+from .mapquality import border_bias, centre_ratio, patch_maps, randomisation_check
 from .metrics import compute_metrics
 from .models import LRANClassifier
-from .train import IDC_NATIVE, predict
+from .predict import predict
 
 
 def evaluate(
@@ -31,28 +32,36 @@ def evaluate(
     batch_size: int = 128,
     device: str = "cpu",
     fold: tuple[int, int, int] | None = None,
+    maps: bool = False,
+    centre: float | None = None,
+    max_maps: int = 512,
 ) -> dict[str, Any]:
     """Predicts every readable image under ``data``; gives :func:`compute_metrics` output plus
     ``model``, ``data``, ``skipped`` (unreadable files, by name) and ``seconds``.
 
     ``fold`` = (k, i, seed) keeps only the validation part of fold i of the patient-level k
     folds that training made with that seed (see :func:`lran_core.data.kfold_by_group`).
+    With ``maps``, adds ``maps`` (:func:`map_quality`) over at most ``max_maps`` images per class.
     """
     t0 = time.time()
-    samples, class_names, layout = read_dataset(data)
+    samples, folder_names, layout = read_dataset(data)
     if fold is not None:
         k, i, seed = fold
         samples = kfold_by_group(samples, k, seed)[i][1]
-    if class_names != model.meta.class_names:
+    meta = model.meta
+    if folder_names not in (meta.class_names, meta.class_folders):
         raise ValueError(
-            f"{data}: classes {class_names} differ from the model's {model.meta.class_names}"
+            f"{data}: classes {folder_names} differ from the model's {meta.class_names}"
+            + (f" (folders {meta.class_folders})" if meta.class_folders else "")
         )
-    ds = PatchDataset(samples, model.meta.input_size, IDC_NATIVE if layout == "idc" else None)
-    probs = predict(
-        model.to(device), ds.images, model.meta.mean, model.meta.std, device, batch_size
-    )
+    class_names = meta.class_names
+    native = meta.native_size or (IDC_NATIVE if layout == "idc" else None)
+    ds = PatchDataset(samples, native or meta.input_size, native)
+    probs = predict(model.to(device), ds.images, batch_size)
     groups = [s.group for s in ds.samples] if layout == "idc" else None
     out = compute_metrics(ds.labels, probs, class_names, groups)
+    if maps:
+        out["maps"] = map_quality(model, ds.images, ds.labels, centre, max_maps)
     out.update(
         model=model.variant,
         data=str(data),
@@ -60,6 +69,42 @@ def evaluate(
         skipped=ds.skipped,
         seconds=round(time.time() - t0, 2),
     )
+    return out
+
+
+def map_quality(
+    model: LRANClassifier,
+    images: torch.Tensor,
+    labels: list[int],
+    centre: float | None = None,
+    max_maps: int = 512,
+) -> dict[str, Any]:
+    """Map-quality figures (design.md §3b) of a model on uint8 images (N, 3, h, h) with labels.
+
+    Per class (by true label, at most ``max_maps`` images each, evenly spaced): ``border_bias``
+    of the predicted class's CAM and of the attention map (:func:`border_bias`), and with
+    ``centre`` (PCam: 1/3) ``centre_ratio`` of the CAM. Over up to ``max_maps`` images of all
+    classes: ``randomisation`` (:func:`randomisation_check`).
+    """
+    y = np.asarray(labels)
+    out: dict[str, Any] = {"per_class": {}}
+    picked_all = []
+    for c, name in enumerate(model.meta.class_names):
+        idx = np.flatnonzero(y == c)
+        if len(idx) == 0:
+            continue
+        idx = idx[np.linspace(0, len(idx) - 1, min(max_maps, len(idx))).round().astype(int)]
+        picked_all.append(idx)
+        m = patch_maps(model, images[torch.from_numpy(idx)])
+        entry: dict[str, Any] = {"cam_border_bias": border_bias(m["cam"])}
+        if m["attention"] is not None:
+            entry["attention_border_bias"] = border_bias(m["attention"])
+        if centre is not None:
+            entry["cam_centre"] = centre_ratio(m["cam"], centre)
+        out["per_class"][name] = entry
+    sample = np.sort(np.concatenate(picked_all))
+    sample = sample[np.linspace(0, len(sample) - 1, min(max_maps, len(sample))).round().astype(int)]
+    out["randomisation"] = randomisation_check(model, images[torch.from_numpy(sample)])
     return out
 
 
@@ -150,10 +195,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--seed", type=int, default=0, help="the seed the folds were made with")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--maps",
+        action="store_true",
+        help="add map-quality figures: border bias, randomisation check",
+    )
+    p.add_argument(
+        "--centre",
+        type=float,
+        default=None,
+        help="with --maps: side of the labelled centre, a fraction (PCam: 0.3333)",
+    )
+    p.add_argument("--max-maps", type=int, default=512, help="with --maps: images per class")
     args = p.parse_args(argv)
     model = load_model(args.model, args.device)
     fold = (args.folds, args.fold, args.seed) if args.folds >= 2 else None
-    results = evaluate(model, args.data, args.batch_size, args.device, fold)
+    results = evaluate(
+        model, args.data, args.batch_size, args.device, fold, args.maps, args.centre, args.max_maps
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1, default=_jsonable))
     if args.report:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
     correct = (probs.argmax(1) == y_true).astype(float)
     edges = np.linspace(0, 1, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         inside = (conf > lo) & (conf <= hi)
         if inside.any():
             ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
@@ -73,9 +74,10 @@ def compute_metrics(
             roc[name] = {"fpr": fpr.round(5).tolist(), "tpr": tpr.round(5).tolist()}
     aucs = [v["auc"] for v in per_class.values()]
     # Two classes: both one-vs-rest AUCs are the same number; macro over K otherwise.
-    macro_auc = None if any(a is None for a in aucs) else float(np.mean(aucs))
+    defined = [a for a in aucs if a is not None]
+    macro_auc = float(np.mean(defined)) if len(defined) == len(aucs) else None
     out: dict[str, Any] = {
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy": float((pred == y).mean()),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(set(y)) > 1 else None,
         "auc": macro_auc,
@@ -87,10 +89,13 @@ def compute_metrics(
     }
     if groups is not None:
         g = np.asarray(groups)
-        per_group = {}
+        per_group: dict[str, dict[str, float | int | None]] = {}
         for name in sorted(set(g.tolist())):
             sel = g == name
-            entry = {"n": int(sel.sum()), "accuracy": float((pred[sel] == y[sel]).mean())}
+            entry: dict[str, float | int | None] = {
+                "n": int(sel.sum()),
+                "accuracy": float((pred[sel] == y[sel]).mean()),
+            }
             if k == 2:
                 entry["positive_true"] = float((y[sel] == 1).mean())
                 entry["positive_pred"] = float((pred[sel] == 1).mean())

@@ -11,35 +11,29 @@ Memory stays flat in the number of tiles: tiles stream through in batches and th
 added into accumulators at the model's native resolution; no tile's maps are kept.
 :func:`check_region_memory` refuses, before allocating, a region whose maps would not fit.
 
-Command line (the one place that joins ``lran_core`` and ``annotations``, for the scores)::
-
-    python -m lran_core.region --models idc --image IMG --mpp 4.7 [--mask MASK]
-        --json OUT [--png DIR] [--overlap 0.25] [--precision auto]
+The region command, with scores against a reference mask, is ``lran-review region``
+(:mod:`review.region`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
 import psutil
 import torch
 
-from .checkpoint import NoWeightsError, load_model, load_model_set
-from .data import ImageReadError, load_image, normalise_batch, read_mpp
 from .maps import colourise, normalise
-from .models import MODELS, LRANClassifier, ModelMeta
+from .models import LRANClassifier, ModelMeta
+from .predict import PRECISIONS, use_bf16
+from .transforms import to_input
 
 # An mpp outside these bounds is a unit mistake, not a microscope: 0.05 um/px is finer than any
 # light microscope resolves (mm/px or cm/px typed as um/px lands below it), 100 um/px is coarser
@@ -52,7 +46,6 @@ MAX_UPSCALE = 4.0
 # the attention branch at 128 x 128, by peak RSS over a batch of explain() (fp32: 7.7 MB a patch
 # at batch 8, 5.4 at 32, 5.1 at 64; bf16 less), rounded up.
 PATCH_BYTES = 8 * 2**20
-PRECISIONS = ("auto", "fp32", "bf16")
 # Tiles overlap by a quarter of their side by default: on the 2-core CPU this maps a 500 x 500
 # region at 4.7 um/px with the three IDC models in ~3.5 s (bf16), against ~9 s at one half, for
 # a tumour AUROC on BACH A03 lower by 0.005-0.009 (bench/bench_region.py --sweep).
@@ -120,12 +113,12 @@ def check_mpp(mpp: float | None, model_mpp: float) -> float:
         raise RegionError(f"microns per pixel must be a positive number, got {mpp}")
     if not MIN_MPP <= mpp <= MAX_MPP:
         raise RegionError(
-            f"{mpp} um/px is outside [{MIN_MPP}, {MAX_MPP}]: a unit mistake? (20x scans are "
-            "about 0.5 um/px, 40x about 0.25)"
+            f"{mpp} µm/px is outside [{MIN_MPP}, {MAX_MPP}]: a unit mistake? (20x scans are "
+            "about 0.5 µm/px, 40x about 0.25)"
         )
     if mpp / model_mpp > MAX_UPSCALE:
         raise RegionError(
-            f"the image at {mpp} um/px is too coarse for a model trained at {model_mpp} um/px: "
+            f"the image at {mpp} µm/px is too coarse for a model trained at {model_mpp} µm/px: "
             f"it would need a {mpp / model_mpp:.1f}-fold up-sampling (at most {MAX_UPSCALE:g})"
         )
     return mpp
@@ -247,7 +240,7 @@ def check_region_memory(
     limit = psutil.virtual_memory().available if limit_bytes is None else limit_bytes
     if needed > limit:
         raise RegionTooLargeError(
-            f"a {shape[1]} x {shape[0]} px region at {mpp} um/px would need {_gib(needed)} for "
+            f"a {shape[1]} x {shape[0]} px region at {mpp} µm/px would need {_gib(needed)} for "
             f"the maps of {len(models)} model(s), more than the {_gib(limit)} available; "
             "crop it, or export it at a coarser resolution"
         )
@@ -287,15 +280,10 @@ def _map_one(
     blender = TileBlender(k + 1 + has_attention, image.shape[0], image.shape[1], tile)
     device = next(model.parameters()).device
     size = meta.input_size
-    # As in training: each native-size tile is up-sampled bilinearly to the input size.
-    interp = cv2.INTER_LINEAR if size >= tile else cv2.INTER_AREA
     for first in range(0, len(corners), batch_size):
         batch = corners[first : first + batch_size]
-        crops = np.stack([
-            cv2.resize(image[y : y + tile, x : x + tile], (size, size), interpolation=interp)
-            for y, x in batch
-        ])
-        x_in = normalise_batch(torch.from_numpy(crops).permute(0, 3, 1, 2), meta.mean, meta.std)
+        crops = np.stack([image[y : y + tile, x : x + tile] for y, x in batch])
+        x_in = to_input(torch.from_numpy(crops).permute(0, 3, 1, 2), size, meta.mean, meta.std)
         with (
             torch.inference_mode(),
             torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
@@ -325,19 +313,6 @@ def _map_one(
         cam_class=cam_class,
         seconds=time.perf_counter() - started,
     )
-
-
-def _native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AMX or AVX512-BF16); elsewhere bf16 is emulated and
-    slower than fp32. torch exposes these probes only privately, hence the guarded lookups."""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-
-
-def _use_bf16(model: LRANClassifier, precision: str) -> bool:
-    if precision != "auto":
-        return precision == "bf16"
-    return next(model.parameters()).device.type == "cpu" and _native_bf16()
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:
@@ -433,52 +408,22 @@ def map_region(
     with _channels_last(models.values()):
         return {
             name: _map_one(
-                model, rgb, mpp, overlap, batch_size, classes[name],
-                _use_bf16(model, precision), step,
+                model,
+                rgb,
+                mpp,
+                overlap,
+                batch_size,
+                classes[name],
+                use_bf16(next(model.parameters()).device, precision),
+                step,
             )
             for name, model in models.items()
         }
 
 
-def load_models(spec: str) -> dict[str, LRANClassifier]:
-    """Models keyed by variant from a set name (``idc``) or a folder of checkpoints, in registry
-    order (base, RAN, LRAN)."""
-    folder = Path(spec)
-    if not folder.is_dir():
-        return load_model_set(spec)
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise NoWeightsError(f"{folder}: no .safetensors checkpoints in this folder")
-    models = sorted((load_model(f) for f in files), key=lambda m: MODELS.index(m.variant))
-    return {m.variant: m for m in models}
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m lran_core.region",
-        description="Tile an image region, map it with a set of models, score against a mask.",
-    )
-    p.add_argument("--models", default="idc", help="a model set name or a folder of checkpoints")
-    p.add_argument("--image", type=Path, required=True, help="RGB image (PNG, JPEG, TIFF)")
-    p.add_argument("--mpp", type=float, default=None,
-                   help="microns per pixel of the image; read from TIFF tags when omitted")
-    p.add_argument("--mask", type=Path, default=None,
-                   help="BACH label mask PNG of the image's size: 0 unannotated, 1 benign, "
-                        "2 in situ, 3 invasive")
-    p.add_argument("--json", type=Path, required=True, help="where to write the figures")
-    p.add_argument("--png", type=Path, default=None, help="folder for heatmap PNGs of every map")
-    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
-                   help="tile overlap, a fraction of a tile's side")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--cam-class", type=int, default=None,
-                   help="class of the CAM and of the scored probability (default: the last)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 on CPUs with bf16 instructions, else fp32")
-    return p.parse_args(argv)
-
-
-def _write_pngs(folder: Path, stem: str, maps: dict[str, RegionMaps]) -> list[str]:
-    """Heatmaps (jet): probabilities on their own 0..1 scale, CAM and attention ReLU'd and
+def write_pngs(folder: Path, stem: str, maps: Mapping[str, RegionMaps]) -> list[str]:
+    """Writes heatmap PNGs of every model's maps into ``folder`` as ``<stem>_<model>_<map>.png``;
+    gives their paths. Probabilities keep their own 0..1 scale; CAM and attention are ReLU'd and
     min-max scaled per map (design.md section 2)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -492,74 +437,3 @@ def _write_pngs(folder: Path, stem: str, maps: dict[str, RegionMaps]) -> list[st
             cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             written.append(str(path))
     return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line; writes the JSON (and PNGs); exits 2 with the reason when refused."""
-    args = _parse_args(argv)
-    try:
-        rgb = load_image(args.image)
-        mpp, mpp_source = args.mpp, "--mpp"
-        if mpp is None:
-            mpp, mpp_source = read_mpp(args.image), "image resolution tags"
-            if mpp is None:
-                raise RegionError(
-                    f"{args.image}: no resolution tags, so its microns per pixel are unknown; "
-                    "give them with --mpp (e.g. --mpp 0.47 for a 20x scan)"
-                )
-        labels = None
-        if args.mask is not None:
-            # This CLI is the one place that joins lran_core and annotations (which depends on
-            # nothing here): the mask reader and the design.md section 3 scores live there.
-            from annotations import scores
-            from annotations.shapes import read_label_mask
-
-            try:
-                labels = read_label_mask(
-                    args.mask.read_bytes(), (rgb.shape[1], rgb.shape[0]), (0, 1, 2, 3)
-                )
-            except (OSError, ValueError) as err:
-                raise RegionError(f"{args.mask}: {err}") from err
-        models = load_models(args.models)
-        maps = map_region(models, rgb, mpp, args.overlap, args.batch_size, args.cam_class,
-                          precision=args.precision)
-    except (RegionError, ImageReadError, NoWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-    report: dict = {
-        "image": str(args.image), "size": [rgb.shape[1], rgb.shape[0]], "mpp": mpp,
-        "mpp_source": mpp_source, "mask": str(args.mask) if args.mask else None,
-        "overlap": args.overlap, "precision": args.precision, "models": {},
-    }
-    for name, m in maps.items():
-        entry = {
-            "tiles": m.tiles, "seconds": round(m.seconds, 3), "mpp": mpp,
-            "model_mpp": models[name].meta.mpp, "field_um": field_of_view_um(models[name].meta),
-            "cam_class": m.cam_class, "mean_prob": float(m.probs[m.cam_class].mean()),
-        }
-        if labels is not None:
-            entry["scores"] = _scores(m, labels, scores)
-        report["models"][name] = entry
-    if args.png is not None:
-        report["png"] = _write_pngs(args.png, args.image.stem, maps)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    return 0
-
-
-def _scores(m: RegionMaps, labels: np.ndarray, scores: ModuleType) -> dict:
-    """AUROC of the class probability against tumour (labels 2, 3: the scale check; None when
-    the mask has no tumour or only tumour), and the design.md section 3 scores of CAM and
-    attention against every annotated pixel (labels > 0), by ``scores`` (annotations.scores)."""
-
-    region = labels > 0
-    return {
-        "auroc_tumour_2_3": scores.auroc(m.probs[m.cam_class], np.isin(labels, (2, 3))),
-        "cam": scores.agreement(m.cam, region),
-        "attention": scores.agreement(m.attention, region) if m.attention is not None else None,
-    }
-
-
-if __name__ == "__main__":
-    sys.exit(main())

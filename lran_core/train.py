@@ -4,9 +4,11 @@
 
 Defaults: 50 epochs, batch 24, 256 x 256 inputs, cross-entropy, Adam at 1e-4, then 1e-5 after
 epoch 10 and 5e-6 after epoch 20, class-balanced batches, flips / 90-degree rotations / colour
-jitter. Splits by patient (IDC layout) or by image (class folders). Writes per epoch a JSON line
-to ``metrics.jsonl``, ``last.safetensors`` plus ``state.safetensors`` (for ``--resume``) and,
-when validation improves, ``best.safetensors``.
+jitter (translation with reflected context and HED stain jitter on request). Splits by patient
+(IDC layout) or by image (class folders). Images are decoded once into a cached uint8 array at
+their native size and made into the network's input per batch. Writes per epoch a JSON line to
+``metrics.jsonl``, ``last.safetensors`` plus ``state.safetensors`` (for ``--resume``) and, when
+validation improves, ``best.safetensors``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,80 +27,63 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import build_model, list_models, save_checkpoint
+from .checkpoint import save_checkpoint
 from .data import (
+    IDC_MPP,
+    IDC_NATIVE,
     BalancedBatchSampler,
     PatchDataset,
-    augment,
     kfold_by_group,
-    normalise_batch,
     read_dataset,
-    split_by_group,
 )
 from .metrics import compute_metrics
-from .models import LRANClassifier
+from .models import MODELS, build_model
+from .models.lran import PADDING_MODES
+from .predict import PRECISIONS, autocast, predict
+from .transforms import augment, to_input
 
-IDC_NATIVE = 50
-IDC_MPP = 4.0
 
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are the paper's recipe (design.md §4).
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options; defaults are the paper's recipe."""
-    p = argparse.ArgumentParser(
-        prog="python -m lran_core.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--data", required=True, type=Path, help="IDC layout or class folders")
-    p.add_argument("--model", default="resnet18-lran", choices=list_models())
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--input-size", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=24)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument(
-        "--lr-steps",
-        default="10:1e-5,20:5e-6",
-        help="epoch:lr pairs; from that epoch (0-based) on the lr is lr",
-    )
-    p.add_argument(
-        "--batches-per-epoch", type=int, default=0, help="0: as many as cover the training set once"
-    )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--folds", type=int, default=5, help="k for patient-level k folds")
-    p.add_argument("--fold", type=int, default=0, help="which fold is validation")
-    p.add_argument(
-        "--max-groups",
-        type=int,
-        default=0,
-        help="use only this many patients/images (smoke runs); 0 = all",
-    )
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument(
-        "--mpp",
-        type=float,
-        default=None,
-        help="microns per pixel of the data (IDC: 4.0, the default for that layout)",
-    )
-    p.add_argument("--cut", default=None, help="where the base network is cut")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        default=0,
-        help="stop after the first epoch that ends past this many minutes; 0 = none",
-    )
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument(
-        "--nondeterministic",
-        action="store_true",
-        help="allow cuDNN's fastest (non-deterministic) kernels on a GPU",
-    )
-    return p.parse_args(argv)
+    ``folds`` >= 2 holds out patient-level fold ``fold`` for validation; ``folds`` = 1 trains on
+    everything (no validation: ``best`` is the last epoch). ``native_size`` is the side the
+    images are stored at before resizing to ``input_size`` (IDC layout: 50; else the input
+    size). ``shift``, ``hed`` and ``colour`` set the augmentation (:func:`augment`).
+    ``precision`` ``auto`` trains under bf16 autocast on CPUs with bf16 instructions.
+    """
+
+    data: Path
+    out: Path
+    model: str = "resnet18-lran"
+    input_size: int = 256
+    epochs: int = 50
+    batch_size: int = 24
+    lr: float = 1e-4
+    lr_steps: str = "10:1e-5,20:5e-6"
+    batches_per_epoch: int = 0
+    device: str = "cpu"
+    seed: int = 0
+    folds: int = 5
+    fold: int = 0
+    max_groups: int = 0
+    mpp: float | None = None
+    native_size: int | None = None
+    class_names: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    shift: float = 0.0
+    hed: float = 0.0
+    colour: float = 0.3
+    precision: str = "fp32"
+    threads: int = 0
+    cache: bool = True
+    resume: bool = False
+    max_minutes: float = 0.0
+    progress: bool = True
+    nondeterministic: bool = False
 
 
 def lr_at(epoch: int, base: float, steps: str) -> float:
@@ -108,19 +94,6 @@ def lr_at(epoch: int, base: float, steps: str) -> float:
         if epoch >= int(start):
             lr = float(value)
     return lr
-
-
-@torch.no_grad()
-def predict(
-    model: LRANClassifier, images: torch.Tensor, mean: Any, std: Any, device: str, batch: int = 128
-) -> np.ndarray:
-    """Takes uint8 images (N, 3, S, S); gives class probabilities (N, K) as numpy."""
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch):
-        x = normalise_batch(images[i : i + batch].to(device), mean, std)
-        out.append(model(x).softmax(-1).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, model.fc.out_features))
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -174,144 +147,283 @@ def _load_state(
     return info
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs training; gives the best validation metrics."""
-    args = parse_args(argv)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(not args.nondeterministic, warn_only=True)
-    torch.backends.cudnn.benchmark = args.nondeterministic
-    samples, class_names, layout = read_dataset(args.data)
-    if args.max_groups:
-        keep = sorted({s.group for s in samples})[: args.max_groups]
-        samples = [s for s in samples if s.group in set(keep)]
-    train_s, val_s = (
-        kfold_by_group(samples, args.folds, args.seed)[args.fold]
-        if args.folds >= 2
-        else split_by_group(samples, 0.2, args.seed)
-    )
-    native = IDC_NATIVE if layout == "idc" else None
-    mpp = args.mpp if args.mpp is not None else (IDC_MPP if layout == "idc" else None)
-    train_ds = PatchDataset(train_s, args.input_size, native)
-    val_ds = PatchDataset(val_s, args.input_size, native)
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Runs training (see module doc); gives the best epoch's validation record (or the last
+    epoch's training record when there is no validation)."""
+    c = config
+    if c.threads:
+        torch.set_num_threads(c.threads)
+    torch.manual_seed(c.seed)
+    torch.use_deterministic_algorithms(not c.nondeterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = c.nondeterministic
+    device = torch.device(c.device)
+    samples, folder_names, layout = read_dataset(c.data)
+    class_names = c.class_names or folder_names
+    if len(class_names) != len(folder_names):
+        raise ValueError(f"{len(class_names)} class names for {len(folder_names)} class folders")
+    if c.max_groups:
+        keep = set(sorted({s.group for s in samples})[: c.max_groups])
+        samples = [s for s in samples if s.group in keep]
+    if c.folds >= 2:
+        train_s, val_s = kfold_by_group(samples, c.folds, c.seed)[c.fold]
+    else:
+        train_s, val_s = list(samples), []
+    native = c.native_size or (IDC_NATIVE if layout == "idc" else None)
+    mpp = c.mpp if c.mpp is not None else (IDC_MPP if layout == "idc" else None)
+    side = native or c.input_size
+    train_ds = PatchDataset(train_s, side, native, cache=c.cache)
+    val_ds = PatchDataset(val_s, side, native, cache=c.cache) if val_s else None
     mean, std = channel_stats(train_ds.images)
+    groups = len({s.group for s in train_ds.samples})
     print(
-        f"{layout} data: {len(train_ds)} train / {len(val_ds)} val images, "
-        f"{len({s.group for s in train_ds.samples})} / {len({s.group for s in val_ds.samples})} "
-        f"groups, classes {class_names}, train counts {dict(train_ds.class_counts())}",
+        f"{layout} data: {len(train_ds)} train images of {groups} groups, "
+        f"{len(val_ds) if val_ds else 0} validation; classes {class_names}, "
+        f"train counts {dict(train_ds.class_counts())}",
         flush=True,
     )
 
-    options = {"cut": args.cut} if args.cut else {}
-    model = build_model(args.model, num_classes=len(class_names), **options).to(args.device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    gen = torch.Generator().manual_seed(args.seed)
-    per_epoch = args.batches_per_epoch or math.ceil(len(train_ds) / args.batch_size)
-    sampler = BalancedBatchSampler(train_ds.labels, args.batch_size, per_epoch, args.seed)
-    loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=args.workers)
-    args.out.mkdir(parents=True, exist_ok=True)
-    state_path, log_path = args.out / "state.safetensors", args.out / "metrics.jsonl"
+    model = build_model(c.model, num_classes=len(class_names), **c.options).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    split = (
+        f"patient-level fold {c.fold} of {c.folds} held out"
+        if c.folds >= 2
+        else "no held-out validation"
+    )
+    meta = model.meta
+    meta.class_names = list(class_names)
+    meta.class_folders = list(folder_names)
+    meta.input_size = c.input_size
+    meta.mean = (mean[0], mean[1], mean[2])
+    meta.std = (std[0], std[1], std[2])
+    meta.mpp = mpp
+    meta.native_size = native
+    meta.data = (
+        f"{c.data.name}: {len(train_ds)} train images of {groups} "
+        f"{'patients' if layout == 'idc' else 'images'} ({split})"
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=c.lr)
+    gen = torch.Generator().manual_seed(c.seed)
+    per_epoch = c.batches_per_epoch or math.ceil(len(train_ds) / c.batch_size)
+    sampler = BalancedBatchSampler(train_ds.labels, c.batch_size, per_epoch, c.seed)
+    labels_all = torch.tensor(train_ds.labels)
+    c.out.mkdir(parents=True, exist_ok=True)
+    (c.out / "config.json").write_text(json.dumps(asdict(c), indent=1, default=str))
+    state_path, log_path = c.out / "state.safetensors", c.out / "metrics.jsonl"
     start, best = 0, {"score": -1.0}
-    if args.resume and state_path.exists():
+    if c.resume and state_path.exists():
         info = _load_state(state_path, model, opt, gen)
         start, best = info["epoch"] + 1, info["best"]
-        print(f"resumed after epoch {info['epoch']}", flush=True)
-    description = (
-        f"{args.data.name}: {len(train_ds)} train images ({layout}, split by "
-        f"{'patient' if layout == 'idc' else 'image'}, fold {args.fold} of {args.folds})"
-    )
-    meta = {
-        "class_names": class_names,
-        "input_size": args.input_size,
-        "mean": tuple(mean),
-        "std": tuple(std),
-        "mpp": mpp,
-        "native_size": native,
-        "data_description": description,
-    }
+        print(f"resumed after epoch {info['epoch'] + 1}", flush=True)
 
     started = time.time()
-    for epoch in range(start, args.epochs):
-        lr = lr_at(epoch, args.lr, args.lr_steps)
+    for epoch in range(start, c.epochs):
+        lr = lr_at(epoch, c.lr, c.lr_steps)
         for group in opt.param_groups:
             group["lr"] = lr
         sampler.set_epoch(epoch)
         model.train()
         t0, losses, correct, seen = time.time(), [], 0, 0
         bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{args.epochs}",
-            disable=args.no_progress,
-            file=sys.stdout,
+            sampler, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not c.progress, file=sys.stdout
         )
-        for images, labels in bar:
-            images, labels = images.to(args.device), labels.to(args.device)
-            x = augment(images.float() / 255.0, gen)
-            x = (x - torch.tensor(mean, device=x.device).view(1, 3, 1, 1)) / torch.tensor(
-                std, device=x.device
-            ).view(1, 3, 1, 1)
-            logits = model(x)
-            loss = F.cross_entropy(logits, labels)
+        for batch in bar:
+            index = torch.tensor(batch)
+            labels = labels_all[index].to(device)
+            images = train_ds.images[index].to(device).float() / 255.0
+            x = augment(images, gen, shift=c.shift, hed=c.hed, colour=c.colour)
+            x = to_input(x, c.input_size, mean, std).contiguous(memory_format=torch.channels_last)
+            with autocast(device, c.precision):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), labels)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             losses.append(loss.item())
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        probs = predict(model, val_ds.images, mean, std, args.device)
-        val = compute_metrics(val_ds.labels, probs, class_names)
-        val_loss = float(
-            F.nll_loss(
-                torch.log(torch.from_numpy(probs).clamp_min(1e-8)), torch.tensor(val_ds.labels)
-            ).item()
-        )
-        record = {
+        train_seconds = time.time() - t0
+        record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": lr,
             "train_loss": float(np.mean(losses)),
             "train_accuracy": correct / max(seen, 1),
-            "val_loss": val_loss,
-            "val_accuracy": val["accuracy"],
-            "val_balanced_accuracy": val["balanced_accuracy"],
-            "val_auc": val["auc"],
-            "val_ece": val["ece"],
-            "seconds": round(time.time() - t0, 1),
+            "images_per_second": round(seen / max(train_seconds, 1e-9), 1),
         }
+        val: dict[str, Any] | None = None
+        if val_ds is not None:
+            probs = predict(model, val_ds.images, precision=c.precision)
+            val = compute_metrics(val_ds.labels, probs, class_names)
+            record |= {
+                "val_loss": float(
+                    F.nll_loss(
+                        torch.log(torch.from_numpy(probs).clamp_min(1e-8)),
+                        torch.tensor(val_ds.labels),
+                    )
+                ),
+                "val_accuracy": val["accuracy"],
+                "val_balanced_accuracy": val["balanced_accuracy"],
+                "val_auc": val["auc"],
+                "val_ece": val["ece"],
+            }
+        record["seconds"] = round(time.time() - t0, 1)
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
-        score = (
-            val["balanced_accuracy"] if val["balanced_accuracy"] is not None else val["accuracy"]
-        )
-        save_checkpoint(
-            model, args.out / "last.safetensors", metrics={"validation": record}, **meta
-        )
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch + 1, **record}
-            save_checkpoint(
-                model,
-                args.out / "best.safetensors",
-                metrics={"validation": val | {"epoch": epoch + 1}},
-                **meta,
+        if val is None:
+            score = float(epoch)
+        else:
+            score = (
+                val["balanced_accuracy"]
+                if val["balanced_accuracy"] is not None
+                else val["accuracy"]
             )
+        save_checkpoint(model, c.out / "last.safetensors", metrics={"training": record})
+        if score > best["score"]:
+            best = {"score": score, **record}
+            metrics = {"validation": val | {"epoch": epoch + 1}} if val else {"training": record}
+            save_checkpoint(model, c.out / "best.safetensors", metrics=metrics)
         _save_state(
             state_path,
             model,
             opt,
             gen,
-            {"epoch": epoch, "best": best, "args": {k: str(v) for k, v in vars(args).items()}},
+            {"epoch": epoch, "best": best, "config": {k: str(v) for k, v in asdict(c).items()}},
         )
-        if args.max_minutes and time.time() - started > args.max_minutes * 60:
+        if c.max_minutes and time.time() - started > c.max_minutes * 60:
             print(
-                f"stopping after epoch {epoch + 1}: past --max-minutes {args.max_minutes}",
-                flush=True,
+                f"stopping after epoch {epoch + 1}: past --max-minutes {c.max_minutes}", flush=True
             )
             break
-    print(
-        f"best validation balanced accuracy {best['score']:.4f} at epoch {best.get('epoch')}",
-        flush=True,
-    )
+    print(f"best epoch {best.get('epoch')} (score {best['score']:.4f})", flush=True)
     return best
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Command-line options into a :class:`TrainConfig`; defaults are the paper's recipe."""
+    d = TrainConfig(data=Path(), out=Path())
+    p = argparse.ArgumentParser(
+        prog="lran-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", required=True, type=Path, help="IDC layout or class folders")
+    p.add_argument("--model", default=d.model, choices=MODELS)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--input-size", type=int, default=d.input_size)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument(
+        "--lr-steps",
+        default=d.lr_steps,
+        help="epoch:lr pairs; from that epoch (0-based) on the lr is lr",
+    )
+    p.add_argument(
+        "--batches-per-epoch", type=int, default=0, help="0: as many as cover the training set once"
+    )
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=d.folds,
+        help="k for patient-level k folds; 1 = train on everything, no validation",
+    )
+    p.add_argument("--fold", type=int, default=d.fold, help="which fold is validation")
+    p.add_argument(
+        "--max-groups",
+        type=int,
+        default=0,
+        help="use only this many patients/images (smoke runs); 0 = all",
+    )
+    p.add_argument(
+        "--mpp", type=float, default=None, help="microns per pixel of the data (IDC layout: 4.0)"
+    )
+    p.add_argument(
+        "--native-size",
+        type=int,
+        default=None,
+        help="side the images are stored at before resizing (IDC layout: 50)",
+    )
+    p.add_argument(
+        "--class-names",
+        default=None,
+        help="comma-separated display names of the class folders, in folder order",
+    )
+    p.add_argument("--cut", default=None, help="where the base network is cut")
+    p.add_argument(
+        "--padding-mode",
+        choices=PADDING_MODES,
+        default="zeros",
+        help="how convolutions pad their borders",
+    )
+    p.add_argument(
+        "--shift",
+        type=float,
+        default=d.shift,
+        help="random translation, a fraction of the side, with reflected context",
+    )
+    p.add_argument("--hed", type=float, default=d.hed, help="HED stain jitter strength")
+    p.add_argument("--colour", type=float, default=d.colour, help="colour jitter strength")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="auto: bf16 autocast on CPUs with bf16 instructions",
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    p.add_argument("--no-cache", action="store_true", help="decode the images every run")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0,
+        help="stop after the first epoch that ends past this many minutes; 0 = none",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--nondeterministic",
+        action="store_true",
+        help="allow cuDNN's fastest (non-deterministic) kernels on a GPU",
+    )
+    a = p.parse_args(argv)
+    options: dict[str, Any] = {"padding_mode": a.padding_mode}
+    if a.cut:
+        options["cut"] = a.cut
+    return TrainConfig(
+        data=a.data,
+        out=a.out,
+        model=a.model,
+        input_size=a.input_size,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        lr_steps=a.lr_steps,
+        batches_per_epoch=a.batches_per_epoch,
+        device=a.device,
+        seed=a.seed,
+        folds=a.folds,
+        fold=a.fold,
+        max_groups=a.max_groups,
+        mpp=a.mpp,
+        native_size=a.native_size,
+        class_names=a.class_names.split(",") if a.class_names else None,
+        options=options,
+        shift=a.shift,
+        hed=a.hed,
+        colour=a.colour,
+        precision=a.precision,
+        threads=a.threads,
+        cache=not a.no_cache,
+        resume=a.resume,
+        max_minutes=a.max_minutes,
+        progress=not a.no_progress,
+        nondeterministic=a.nondeterministic,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command line: parses the options and runs :func:`train`."""
+    return train(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not installed
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from lran_core import load_model_set  # noqa: E402
-from lran_core.evaluate import evaluate  # noqa: E402
+from lran_core import load_model_set
+from lran_core.evaluate import evaluate
 
 LABELS = {"resnet18": "ResNet-18", "resnet18-ran": "R-RAN", "resnet18-lran": "R-LRAN"}
 
@@ -51,16 +49,25 @@ def main() -> None:
             curve = r["roc"]["IDC-positive"]
             axes[0].plot(curve["fpr"], curve["tpr"], label=f"{LABELS[name]} (AUC {r['auc']:.3f})")
         axes[0].plot([0, 1], [0, 1], ":", color="gray")
-        axes[0].set(xlabel="false positive rate", ylabel="true positive rate",
-                    title=f"ROC, IDC-positive ({split}, n={r['n']})")
+        axes[0].set(
+            xlabel="false positive rate",
+            ylabel="true positive rate",
+            title=f"ROC, IDC-positive ({split}, n={r['n']})",
+        )
         axes[0].legend(loc="lower right")
         for ax, (name, r) in zip(axes[1:], by_model.items()):
             ax.imshow(r["confusion"], cmap="Blues")
             for (i, j), v in _cells(r["confusion"]):
                 ax.text(j, i, str(v), ha="center", va="center")
-            ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["neg", "pos"],
-                   yticklabels=["neg", "pos"], xlabel="predicted", ylabel="true",
-                   title=f"{LABELS[name]}: acc {r['accuracy']:.4f}")
+            ax.set(
+                xticks=[0, 1],
+                yticks=[0, 1],
+                xticklabels=["neg", "pos"],
+                yticklabels=["neg", "pos"],
+                xlabel="predicted",
+                ylabel="true",
+                title=f"{LABELS[name]}: acc {r['accuracy']:.4f}",
+            )
         fig.tight_layout()
         fig.savefig(args.out / f"roc-confusion-{split}.png", dpi=90)
         plt.close(fig)

@@ -22,8 +22,13 @@ CLASSES = ["IDC-negative", "IDC-positive"]
 VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 # Streamlit's first run imports torch and loads three models: generous on a 2-core machine.
 TIMEOUT_MS = 90_000
@@ -35,11 +40,24 @@ def random_models(root: Path, input_size: int = 64) -> Path:
     torch.manual_seed(0)
     for variant in VARIANTS:
         lran_core.save_checkpoint(
-            lran_core.build_model(variant, num_classes=2), root / "idc" / f"{variant}.safetensors",
-            class_names=CLASSES, input_size=input_size, mean=(0.5, 0.5, 0.5),
-            std=(0.25, 0.25, 0.25), mpp=4.0, data_description="random weights (tests)",
+            lran_core.build_model(variant, num_classes=2),
+            root / "idc" / f"{variant}.safetensors",
+            class_names=CLASSES,
+            input_size=input_size,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.25, 0.25, 0.25),
+            mpp=4.0,
+            data_description="random weights (tests)",
         )
     return root
+
+
+@pytest.fixture(autouse=True)
+def _dataset_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoded datasets are cached in a temporary folder, never in the user's ~/.cache."""
+    monkeypatch.setenv("LRAN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dataset-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +97,23 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     log_path = tmp_path / "streamlit.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

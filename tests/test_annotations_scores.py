@@ -10,14 +10,13 @@ from annotations.scores import (
     SCORE_NAMES,
     agreement,
     auroc,
-    cohen_kappa,
     dice_at,
     energy_pointing_game,
-    fleiss_kappa,
     iou_at,
     pointing_game,
     region_dice,
 )
+from review.compare import cohen_kappa, fleiss_kappa
 
 # A 4 x 4 map and region used by several tests.
 #   S = 0 0 0 0      G = . . . .
@@ -98,7 +97,9 @@ def test_pointing_game_distance_zero_and_relu():
 
 
 def test_agreement_keys_and_values():
-    scores = agreement(S4, G4)
+    result = agreement(S4, G4)
+    assert result.tolerance_px == 15
+    scores = result.values()
     assert tuple(scores) == SCORE_NAMES
     assert scores["pointing_game"] is True  # (2, 2) is 1 px from (1, 2)
     assert scores["energy_pointing_game"] == pytest.approx(0.3)
@@ -114,7 +115,7 @@ def test_agreement_keys_and_values():
 
 def test_all_zero_map():
     zero = np.zeros((4, 4))
-    scores = agreement(zero, G4)
+    scores = agreement(zero, G4).values()
     assert scores["pointing_game"] is False
     assert scores["energy_pointing_game"] == 0.0
     # B is empty, so the overlap is 0 although S >= tau * 0 holds everywhere.
@@ -122,14 +123,23 @@ def test_all_zero_map():
     assert scores["auroc"] == pytest.approx(0.5)  # every pixel tied
 
 
-def test_empty_and_full_region():
+def test_empty_region_gives_no_scores_and_a_full_one_no_auroc():
+    # design.md §3: an empty region cannot be pointed at; every score is undefined (None), not
+    # 0, so that comparisons leave it out.
     empty = np.zeros((4, 4), dtype=bool)
-    scores = agreement(S4, empty)
-    assert scores["pointing_game"] is False
-    assert scores["energy_pointing_game"] == 0.0
-    assert scores["iou_50"] == 0.0 and scores["dice_50"] == 0.0
-    assert scores["auroc"] is None
+    assert set(agreement(S4, empty).values().values()) == {None}
     assert auroc(S4, np.ones((4, 4), dtype=bool)) is None
+    assert agreement(S4, np.ones((4, 4), dtype=bool)).auroc is None
+
+
+def test_a_tied_maximum_hits_when_any_of_its_pixels_does():
+    # Quantus's rule: the maximum 1 is tied at (0, 0) and (3, 3); only (3, 3) is in G.
+    tied = np.zeros((4, 4))
+    tied[0, 0] = tied[3, 3] = 1
+    region = np.zeros((4, 4), dtype=bool)
+    region[3, 3] = True
+    assert pointing_game(tied, region, tolerance_px=0) is True
+    assert pointing_game(tied, np.eye(4, dtype=bool)[::-1] & ~np.eye(4, dtype=bool), 0) is False
 
 
 def test_map_of_another_size_is_refused():

@@ -1,17 +1,25 @@
 """The review store, on SQLite and (when LRAN_REVIEW_TEST_PG_URL is set) on PostgreSQL."""
 
 import os
+import shutil
 import threading
 import uuid
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.orm import Session
 
+from annotations.geojson import mask_to_geojson
+from annotations.records import ReviewRecord, SavedReview, ScoreRecord, content_hash
+from annotations.schema import Base
 from annotations.scores import SCORE_NAMES, agreement
-from annotations.shapes import mask_to_geojson
-from annotations.store import ReviewRecord, SavedReview, Store, StoreError, content_hash
+from annotations.store import Store, StoreError, alembic_config, head_revision
 
 PG_URL = os.environ.get("LRAN_REVIEW_TEST_PG_URL")
 
@@ -57,8 +65,8 @@ def make_record(reader="reader a", label="invasive", seed=0, **changes) -> Revie
             "resnet18": {"benign": 0.5, "in situ": 0.1, "invasive": 0.3, "normal": 0.1},
         },
         scores=[
-            {"model": "resnet18-lran", "map": "cam", **agreement(saliency, mask)},
-            {"model": "resnet18-lran", "map": "gate1", **agreement(saliency**2, mask)},
+            ScoreRecord.of("resnet18-lran", "cam", "invasive", agreement(saliency, mask), 6.3),
+            ScoreRecord.of("resnet18-lran", "gate1", None, agreement(saliency**2, mask), 6.3),
         ],
         mpp=0.42,
         note="BACH ground truth: invasive",
@@ -106,22 +114,26 @@ def test_round_trip(db_url):
     scores = store.scores_frame()
     assert list(scores["map"]) == ["cam", "gate1"]
     assert set(SCORE_NAMES) <= set(scores.columns)
+    assert list(scores["cam_class"].fillna("-")) == ["invasive", "-"]
+    assert (
+        list(scores["tolerance_px"]) == [15.0, 15.0] and list(scores["tolerance_um"]) == [6.3] * 2
+    )
     for stored, given in zip(scores.to_dict("records"), rec.scores, strict=True):
         assert stored["review_id"] == saved.review_id and stored["reader"] == "reader a"
-        assert bool(stored["pointing_game"]) is given["pointing_game"]
+        assert bool(stored["pointing_game"]) is given.pointing_game
         for name in SCORE_NAMES[1:]:
-            assert stored[name] == pytest.approx(given[name])
+            assert stored[name] == pytest.approx(getattr(given, name))
 
 
 def test_undefined_scores_are_stored_as_null(db_url):
     store = Store(db_url)
     rec = make_record()
-    rec.scores = [{"model": "m", "map": "cam", **agreement(np.ones((24, 32)), np.zeros((24, 32)))}]
-    rec.scores[0]["iou_mean"] = float("nan")
+    empty = agreement(np.ones((24, 32)), np.zeros((24, 32), bool))
+    rec.scores = [ScoreRecord.of("m", "cam", "invasive", empty)]
     store.save_review(rec)
     row = store.scores_frame().iloc[0]
     assert np.isnan(row["auroc"]) and np.isnan(row["iou_mean"])
-    assert not row["pointing_game"]  # stored, not lost: an empty region is never hit
+    assert row["pointing_game"] is pd.NA  # an empty region: undefined, not a miss
 
 
 def test_versions_accumulate_and_nothing_is_overwritten(db_url):
@@ -160,7 +172,7 @@ def test_two_writers_at_once(db_url):
             barrier.wait()
             for i in range(5):
                 results.append(store.save_review(make_record(seed=seed + i)))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(s, 10 * k)) for k, s in enumerate(stores)]
@@ -184,7 +196,11 @@ def test_two_writers_at_once(db_url):
         ({"label": ""}, "label"),
         ({"kind": "slide"}, "kind"),
         ({"item_hash": "abc"}, "sha256"),
-        ({"scores": [{"model": "m", "map": "cam"}]}, "missing"),
+        ({"scores": [{"model": "m", "map": "cam"}]}, "ScoreRecord"),
+        ({"reader": "reference:mask.png"}, "kept for imported references"),
+        ({"reader": "x" * 201}, "at most 200"),
+        ({"note": "n" * 20_001}, "at most 20,000"),
+        ({"mpp": float("inf")}, "mpp"),
         ({"predictions": {"m": {"benign": float("nan")}}}, "finite"),
     ],
 )
@@ -223,13 +239,13 @@ def test_item_size_conflict_is_refused(db_url):
     assert len(store.reviews_frame()) == 1
 
 
-def test_newer_schema_version_is_refused(db_url):
+def test_a_newer_schema_revision_is_refused(db_url):
     Store(db_url).close()
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE schema_version SET version = 99")
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     engine.dispose()
-    with pytest.raises(StoreError, match=r"schema version 99.*upgrade"):
+    with pytest.raises(StoreError, match=r"revision '9999'.*upgrade LRAN Review"):
         Store(db_url)
 
 
@@ -260,3 +276,119 @@ def test_default_url_from_environment(tmp_path, monkeypatch):
     with sa.create_engine(f"sqlite:///{path}").connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("SELECT count(*) FROM reviews").scalar() == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations
+
+
+V1_FIXTURE = Path(__file__).parent / "fixtures" / "reviews-v1.sqlite"
+
+
+def _v1_rows(url: str) -> dict[str, list[tuple]]:
+    """Every row of the first release's tables, in a stable order."""
+    engine = sa.create_engine(url)
+    out = {}
+    with engine.connect() as conn:
+        for table, order in [
+            ("items", "hash"),
+            ("reviews", "id"),
+            ("predictions", "id"),
+            ("scores", "id"),
+        ]:
+            columns = {
+                "items": "hash, filename, width, height, kind, mpp",
+                "reviews": "id, item_hash, reader, model_set, label, version, mask_png, geojson, "
+                "note",
+                "predictions": "id, review_id, model, predicted_class",
+                "scores": "id, review_id, model, map, pointing_game, energy_pointing_game, "
+                "iou_50, iou_mean, dice_50, dice_mean, auroc",
+            }[table]
+            out[table] = [
+                tuple(r)
+                for r in conn.exec_driver_sql(f"SELECT {columns} FROM {table} ORDER BY {order}")
+            ]
+    engine.dispose()
+    return out
+
+
+def test_a_first_release_sqlite_file_migrates_keeping_every_row(tmp_path):
+    # tests/fixtures/reviews-v1.sqlite was written by the first release's own Store (commit
+    # 1ec9ead): patch reviews in two versions, an empty region, a region review with its note,
+    # and an imported reference.
+    path = tmp_path / "v1.sqlite"
+    shutil.copy(V1_FIXTURE, path)
+    url = f"sqlite:///{path}"
+    before = _v1_rows(url)
+    assert len(before["reviews"]) == 6 and len(before["scores"]) == 39
+    store = Store(url)
+    assert _v1_rows(url) == before
+    reviews = store.reviews_frame().set_index("review_id")
+    region, reference = reviews.loc[5], reviews.loc[6]
+    assert region.mpp == pytest.approx(4.67) and region.overlap == pytest.approx(0.5)
+    assert not region.is_reference and reference.is_reference
+    assert reference.imported_by == "dr-a"
+    assert reviews.loc[4].mpp == pytest.approx(4.0)  # a patch: the item's mpp
+    scores = store.scores_frame()
+    region_cams = scores[(scores.review_id == 5) & scores["map"].isin(["cam", "probability"])]
+    assert set(region_cams.cam_class) == {"IDC-positive"}
+    assert scores[scores.review_id < 5].cam_class.isna().all()  # never recorded for patches
+    assert (scores.tolerance_px == 15.0).all()
+    # It opens again without migrating twice, and takes new reviews.
+    assert Store(url).save_review(make_record()).version == 1
+
+
+def test_a_first_release_database_migrates_on_every_backend(db_url):
+    # The first release's schema (revision 0001) with rows written as it wrote them.
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO items (hash, filename, width, height, kind, mpp, created_at) VALUES "
+            f"('{'a' * 64}', 'A03_8.png', 160, 120, 'region', 4.67, CURRENT_TIMESTAMP)"
+        )
+        for i, reader in enumerate(["dr-a", "reference:A03_8_mask.png"], start=1):
+            note = (
+                "label mask A03_8_mask.png (sha256 0123) imported by dr-b; region = labels "
+                "above 0; "
+                if i == 2
+                else ""
+            ) + ("region maps at 4.67 um/px, class IDC-positive, tiles overlapping 25% (x)")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO reviews (id, item_hash, reader, model_set, label, version, "
+                    "created_at, mask_png, geojson, note) VALUES (:id, :h, :r, 'idc', 'x', 1, "
+                    "CURRENT_TIMESTAMP, :png, '{}', :note)"
+                ),
+                {"id": i, "h": "a" * 64, "r": reader, "png": b"png", "note": note},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO scores (review_id, model, map, auroc) VALUES (:id, 'resnet18', "
+                    "'cam', 0.7), (:id, 'resnet18', 'attention', 0.6)"
+                ),
+                {"id": i},
+            )
+    engine.dispose()
+    store = Store(db_url)
+    reviews = store.reviews_frame().set_index("review_id")
+    assert list(reviews.reader) == ["dr-a", "reference:A03_8_mask.png"]
+    assert list(reviews.is_reference) == [False, True]
+    assert list(reviews.overlap) == [0.25, 0.25] and list(reviews.mpp) == [4.67, 4.67]
+    assert reviews.loc[2].imported_by == "dr-b"
+    scores = store.scores_frame().set_index(["review_id", "map"])
+    assert scores.loc[(1, "cam"), "cam_class"] == "IDC-positive"
+    assert pd.isna(scores.loc[(1, "attention"), "cam_class"])
+    assert len(scores) == 4 and scores.auroc.tolist() == [0.6, 0.7, 0.6, 0.7]
+
+
+def test_the_migrated_schema_is_the_declared_schema(db_url):
+    # Autogenerate compares the migrated database with annotations.schema: no difference.
+    Store(db_url).close()
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn)
+        assert context.get_current_revision() == head_revision()
+        diff = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert diff == []

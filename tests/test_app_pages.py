@@ -18,22 +18,28 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import CLASSES, VARIANTS
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from annotations.geojson import geojson_to_mask
+from annotations.masks import png_to_mask
 from annotations.scores import agreement
-from annotations.shapes import geojson_to_mask, png_to_mask
 from annotations.store import Store
 from lran_core.maps import resize_map
-from ui import engine, exports
+from lran_core.models import DISPLAY_NAMES
+from review import exports, modelsets
+from review.patches import PatchMaps, explain_patch
+from review.scoring import score_maps
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-REVIEW = "pages/1_Review.py"
-COMPARE = "pages/2_Compare_RAN_vs_LRAN.py"
-HISTORY = "pages/3_History.py"
+REVIEW = "ui/pages/review.py"
+COMPARE = "ui/pages/compare.py"
+HISTORY = "ui/pages/history.py"
+TITLES = [DISPLAY_NAMES[v] for v in VARIANTS]
 # The Review page's canvas is 384 px on the patch's longer side.
 CANVAS_SIDE = 384
 
@@ -60,8 +66,12 @@ def bomb_png(side: int = 20_000) -> bytes:
     alone must get the file refused)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
@@ -71,12 +81,26 @@ def rect_drawing(left: float, top: float, width: float, height: float) -> dict:
     """A canvas drawing holding one rectangle, as streamlit-drawable-canvas sends it."""
     return {
         "version": "7.0.0",
-        "objects": [{
-            "type": "Rect", "version": "7.0.0", "originX": "left", "originY": "top",
-            "left": left, "top": top, "width": width, "height": height, "fill": "rgba(0,0,0,0.2)",
-            "stroke": "#00e5ff", "strokeWidth": 2, "scaleX": 1, "scaleY": 1, "angle": 0,
-            "flipX": False, "flipY": False,
-        }],
+        "objects": [
+            {
+                "type": "Rect",
+                "version": "7.0.0",
+                "originX": "left",
+                "originY": "top",
+                "left": left,
+                "top": top,
+                "width": width,
+                "height": height,
+                "fill": "rgba(0,0,0,0.2)",
+                "stroke": "#00e5ff",
+                "strokeWidth": 2,
+                "scaleX": 1,
+                "scaleY": 1,
+                "angle": 0,
+                "flipX": False,
+                "flipY": False,
+            }
+        ],
     }
 
 
@@ -109,6 +133,11 @@ def probability_frame(at: AppTest):
     """The probability table: one row per model, its prediction and class probabilities."""
     (table,) = at.table
     return table.value.reset_index()
+
+
+def explained(rgb: np.ndarray) -> list[PatchMaps]:
+    """What the app's model set (LRAN_MODELS_DIR's 'idc') gives for a patch."""
+    return explain_patch(modelsets.load("idc"), rgb)
 
 
 def only_hash(at: AppTest) -> str:
@@ -152,7 +181,7 @@ def test_upload_shows_three_models_probabilities(env: str) -> None:
     at = upload(start(), [("patient 7 / x.png", png(patch(2)))])
     assert not at.exception
     table = probability_frame(at)
-    assert list(table["model"]) == VARIANTS
+    assert list(table["model"]) == TITLES == ["ResNet-18", "R-RAN", "R-LRAN"]
     probs = table[CLASSES].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert list(table["prediction"]) == [CLASSES[i] for i in probs.argmax(axis=1)]
@@ -161,7 +190,7 @@ def test_upload_shows_three_models_probabilities(env: str) -> None:
     assert list(case["file"]) == ["patient 7 / x.png"]
     assert texts(at.subheader)[-1] == "Preview: patient 7 / x.png"
     # The patch, 3 CAMs, 2 attention maps and the LRAN gates: every map is shown.
-    outputs = engine.explain("idc", engine.models_dir(), only_hash(at), patch(2))
+    outputs = explained(patch(2))
     assert len(at.get("image")) == 1 + sum(len(o.maps()) for o in outputs)
 
 
@@ -179,17 +208,20 @@ def test_same_file_twice_is_one_item_and_bad_uploads_are_refused_by_name(env: st
     rgba = png(np.dstack([patch(5), np.full((50, 50), 128, np.uint8)]))
     gray = png(Image.fromarray(patch(6)[..., 0]))
     deep = png(Image.fromarray(patch(7)[..., 0].astype(np.uint16) * 257))
-    at = upload(start(), [
-        ("good.png", good),
-        ("copy-of-good.png", good),
-        ("notes.png", b"these are my notes, not an image"),
-        ("cut.png", full[: len(full) // 2]),
-        ("bomb.png", bomb_png()),
-        ("dot.png", png(patch(8, 1, 1))),
-        ("rgba.png", rgba),
-        ("gray.png", gray),
-        ("deep.png", deep),
-    ])
+    at = upload(
+        start(),
+        [
+            ("good.png", good),
+            ("copy-of-good.png", good),
+            ("notes.png", b"these are my notes, not an image"),
+            ("cut.png", full[: len(full) // 2]),
+            ("bomb.png", bomb_png()),
+            ("dot.png", png(patch(8, 1, 1))),
+            ("rgba.png", rgba),
+            ("gray.png", gray),
+            ("deep.png", deep),
+        ],
+    )
     assert not at.exception
     errors = texts(at.error)
     for name in ("notes.png", "cut.png", "bomb.png", "dot.png"):
@@ -220,8 +252,7 @@ def test_save_writes_item_predictions_region_and_scores(env: str) -> None:
     shown = probability_frame(at)
     # 7.68 canvas px per image px: this rectangle covers image columns 10-29 and rows 10-19.
     scale = CANVAS_SIDE / 50
-    draw_and_label(at, rect_drawing(10 * scale, 10 * scale, 20 * scale, 10 * scale),
-                   "IDC-positive")
+    draw_and_label(at, rect_drawing(10 * scale, 10 * scale, 20 * scale, 10 * scale), "IDC-positive")
     at.button(key="save").click().run()
     assert not at.exception
     assert any("Saved as review 1, version 1" in s for s in texts(at.success))
@@ -238,28 +269,37 @@ def test_save_writes_item_predictions_region_and_scores(env: str) -> None:
     expected = np.zeros((50, 50), bool)
     expected[10:20, 10:30] = True
     np.testing.assert_array_equal(mask, expected)
-    np.testing.assert_array_equal(geojson_to_mask(store.get_geojson(row.review_id), (50, 50)),
-                                  expected)
+    np.testing.assert_array_equal(
+        geojson_to_mask(store.get_geojson(row.review_id), (50, 50)), expected
+    )
 
     predictions = store.predictions_frame().set_index("model")
-    for _, model_row in shown.iterrows():
-        stored = predictions.loc[model_row["model"], "probabilities"]
+    assert list(shown["model"]) == TITLES
+    for variant, (_, model_row) in zip(VARIANTS, shown.iterrows(), strict=True):
+        stored = predictions.loc[variant, "probabilities"]
         for cls in CLASSES:
             assert stored[cls] == pytest.approx(model_row[cls], abs=1e-6)
 
-    outputs = engine.explain("idc", engine.models_dir(), digest, rgb)
+    outputs = explained(rgb)
     scores = store.scores_frame().set_index(["model", "map"])
     expected_rows = {(o.variant, m) for o in outputs for m in o.maps()}
     assert set(scores.index) == expected_rows
-    assert ("resnet18-lran", "gate1") in expected_rows and ("resnet18", "attention") not in \
-        expected_rows
+    assert ("resnet18-lran", "gate1") in expected_rows and (
+        "resnet18",
+        "attention",
+    ) not in expected_rows
     for out in outputs:
-        for name, heat in out.maps().items():
-            want = agreement(heat, expected)
+        for name, scored in out.maps().items():
             got = scores.loc[(out.variant, name)]
-            assert bool(got.pointing_game) == want["pointing_game"]
-            assert got.energy_pointing_game == pytest.approx(want["energy_pointing_game"])
-            assert got.auroc == pytest.approx(want["auroc"])
+            # A PNG patch has no µm/px: the pointing game's tolerance is 5% of 50 px.
+            assert got.tolerance_px == 2.5 and np.isnan(got.tolerance_um)
+            want = agreement(scored.values, expected, 2.5)
+            assert bool(got.pointing_game) == want.pointing_game
+            assert got.energy_pointing_game == pytest.approx(want.energy_pointing_game)
+            assert got.auroc == pytest.approx(want.auroc)
+            # The CAM is scored for (and stored with) the predicted class; other maps have none.
+            expected_class = out.class_names[out.predicted] if name == "cam" else None
+            assert (None if pd.isna(got.cam_class) else got.cam_class) == expected_class
 
 
 def test_saving_again_adds_a_version(env: str) -> None:
@@ -286,9 +326,10 @@ def test_target_class_changes_the_stored_cam_scores(env: str) -> None:
     store = Store(env)
     scores = store.scores_frame().set_index(["model", "map"])
     mask = store.get_mask(int(store.reviews_frame()["review_id"].iloc[0]))
-    out = engine.explain("idc", engine.models_dir(), only_hash(at), rgb)[0]
-    want = agreement(out.cams[0], mask)["energy_pointing_game"]
+    out = explained(rgb)[0]
+    want = agreement(out.cams[0], mask).energy_pointing_game
     assert scores.loc[(out.variant, "cam")].energy_pointing_game == pytest.approx(want)
+    assert scores.loc[(out.variant, "cam")].cam_class == CLASSES[0]
 
 
 def test_non_square_patch_is_scored_in_its_own_pixels(env: str) -> None:
@@ -301,7 +342,7 @@ def test_non_square_patch_is_scored_in_its_own_pixels(env: str) -> None:
     mask = store.get_mask(int(store.reviews_frame()["review_id"].iloc[0]))
     assert mask.shape == (30, 50)
     assert mask[:, :25].all() and not mask[:, 25:].any()
-    outputs = engine.explain("idc", engine.models_dir(), only_hash(at), patch(12, 50, 30))
+    outputs = explained(patch(12, 50, 30))
     assert len(store.scores_frame()) == sum(len(o.maps()) for o in outputs)
 
 
@@ -309,15 +350,17 @@ def test_large_upload_keeps_maps_small_and_scores_in_image_pixels(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LRAN_MODELS_DIR", str(models_dir))
-    outputs = engine.explain("idc", engine.models_dir(), "large", patch(17, 1200, 800))
+    outputs = explained(patch(17, 1200, 800))
     assert outputs[0].cams.shape == (2, round(800 * 512 / 1200), 512)
     region = np.zeros((800, 1200), bool)
     region[:, :600] = True
-    rows = engine.score_maps(outputs, region, None)
+    rows = score_maps({o.variant: o.maps() for o in outputs}, region, None)
     assert len(rows) == sum(len(o.maps()) for o in outputs)
     base = outputs[0]
-    want = agreement(resize_map(base.cams[base.predicted], (800, 1200)), region)
-    assert rows[0]["map"] == "cam" and rows[0]["auroc"] == pytest.approx(want["auroc"])
+    # The image's µm/px are unknown: the tolerance is 5% of its shorter side, 40 px.
+    want = agreement(resize_map(base.cams[base.predicted], (800, 1200)), region, 40.0)
+    assert rows[0].map == "cam" and rows[0].auroc == pytest.approx(want.auroc)
+    assert rows[0].tolerance_px == 40.0 and rows[0].tolerance_um is None
 
 
 def test_a_database_that_cannot_be_written_keeps_the_review_for_another_try(
@@ -377,7 +420,7 @@ def test_compare_page_with_two_readers(env: str) -> None:
     assert not at.exception
     tables = frames(at)
     models = next(f for f in tables if "accuracy" in f.columns)
-    assert sorted(models["model"]) == sorted(VARIANTS)
+    assert sorted(models["model"]) == sorted(TITLES)
     assert (models["reviews"] == 2).all()
     readers = next(f for f in tables if "shared patches" in f.columns)
     assert list(readers["readers"]) == ["dr-a / dr-b"]

@@ -1,7 +1,7 @@
 """Region review in the Streamlit app, driven headless by streamlit.testing.v1.AppTest.
 
-A region is an upload larger than the models' patch: the Review page maps it tile by tile at
-the microns per pixel the reader gives (prefilled from TIFF tags) with lran_core.region, shows
+A region is an upload larger than the models' patch: the Review page maps it at the microns
+per pixel the reader gives (prefilled from TIFF tags) with lran_core.region, shows
 each model's stitched maps, imports a reference annotation and stores region reviews. Models
 and database are the random-weight set and temporary SQLite file of tests/test_app_pages.py
 (whose fixtures and helpers this module reuses); drawings are placed in session state as there.
@@ -14,6 +14,7 @@ import json
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import VARIANTS
 from PIL import Image
@@ -22,6 +23,7 @@ from test_app_pages import (
     COMPARE,
     HISTORY,
     REVIEW,
+    TITLES,
     draw_and_label,
     frames,
     patch,
@@ -32,19 +34,27 @@ from test_app_pages import (
     upload,
 )
 
+from annotations.geojson import geojson_to_mask, mask_to_geojson
+from annotations.masks import png_to_mask
 from annotations.scores import agreement
-from annotations.shapes import geojson_to_mask, mask_to_geojson, png_to_mask
 from annotations.store import Store
 from lran_core import region as lran_region
-from ui import engine, exports, widgets
+from lran_core.models import DISPLAY_NAMES
+from lran_core.region import DEFAULT_OVERLAP, tile_starts
+from review import exports, modelsets
+from review.regions import RegionResult, map_model_set
+from ui import widgets
 
 SIDE = 300
 MPP = 4.0
 # The canvas is 384 px on the image's longer side, for regions as for patches.
 CANVAS = 384
 # Every model's probability and CAM, and the attention of R-RAN and R-LRAN.
-MAP_ROWS = {(v, "probability") for v in VARIANTS} | {(v, "cam") for v in VARIANTS} | {
-    ("resnet18-ran", "attention"), ("resnet18-lran", "attention")}
+MAP_ROWS = (
+    {(v, "probability") for v in VARIANTS}
+    | {(v, "cam") for v in VARIANTS}
+    | {("resnet18-ran", "attention"), ("resnet18-lran", "attention")}
+)
 
 
 def tiff(rgb: np.ndarray, mpp: float | None) -> bytes:
@@ -83,9 +93,14 @@ def bach_mask() -> np.ndarray:
     return labels
 
 
-def stored_maps(digest: str, rgb: np.ndarray, cam_class: int = 1) -> dict:
-    """The region maps the app computed (from the engine's cache: no second computation)."""
-    return engine.region_maps("idc", engine.models_dir(), digest, MPP, cam_class, rgb)
+def region_maps(rgb: np.ndarray, cam_class: int = 1) -> RegionResult:
+    """The region maps of the app's model set (computed again: the same function, the same
+    deterministic models)."""
+    return map_model_set(modelsets.load("idc"), rgb, MPP, cam_class)
+
+
+# 64 px tiles (the random set's field of view) at the library's overlap over 300 px.
+TILES = len(tile_starts(SIDE, 64, DEFAULT_OVERLAP)) ** 2
 
 
 def test_region_upload_shows_stitched_maps_of_three_models(env: str) -> None:
@@ -101,25 +116,30 @@ def test_region_upload_shows_stitched_maps_of_three_models(env: str) -> None:
     # Region by default, at the resolution of the TIFF tags.
     assert at.toggle(key=f"as-region-{digest[:16]}").value
     assert at.number_input(key=f"mpp-{digest[:16]}").value == pytest.approx(MPP)
-    maps = stored_maps(digest, rgb)
+    maps = region_maps(rgb).maps
     assert list(maps) == VARIANTS
     for name, m in maps.items():
         assert m.probs.shape == (2, SIDE, SIDE) and m.cam.shape == (SIDE, SIDE)
         assert (m.attention is None) == (name == "resnet18")
-        # 64 px tiles (the random set's field of view) overlapping by half over 300 px: 9 x 9.
-        assert m.tiles == 81
+        assert m.tiles == TILES
     # The region, then probability, CAM and attention maps side by side.
     shown = captions(at)
     assert len(shown) == 1 + 3 + 3 + 2
-    for title in ("base", "R-RAN", "R-LRAN"):
+    for title in TITLES:
         assert f"{title} probability (IDC-positive)" in shown
         assert f"{title} CAM (IDC-positive)" in shown
-    assert "R-LRAN attention" in shown and "base attention" not in shown
+    assert "R-LRAN attention" in shown and "ResNet-18 attention" not in shown
     table = at.table[0].value.reset_index()
-    assert list(table["model"]) == VARIANTS
-    assert list(table["tiles"]) == [81] * 3
-    for variant, row in table.set_index("model").iterrows():
-        assert row["IDC-positive"] == pytest.approx(float(maps[variant].probs[1].mean()), abs=1e-6)
+    assert list(table["model"]) == TITLES
+    assert list(table["tiles"]) == [TILES] * 3
+    # The area-weighted mean, the maximum and the share above 0.5: never "a prediction".
+    assert "prediction" not in table.columns
+    mean = "mean P(IDC-positive), area-weighted"
+    for variant, (_, row) in zip(VARIANTS, table.iterrows(), strict=True):
+        p = maps[variant].probs[1]
+        assert row[mean] == pytest.approx(float(p.mean()), abs=1e-6)
+        assert row["maximum"] == pytest.approx(float(p.max()), abs=1e-6)
+        assert row["area above 0.5"] == pytest.approx(float((p > 0.5).mean()), abs=1e-6)
 
 
 def test_missing_or_absurd_mpp_is_explained_and_nothing_can_be_saved(env: str) -> None:
@@ -130,7 +150,7 @@ def test_missing_or_absurd_mpp_is_explained_and_nothing_can_be_saved(env: str) -
     assert not [b for b in at.button if b.key == "save"]
     at.number_input(key=f"mpp-{digest[:16]}").set_value(1000.0).run()
     assert not at.exception
-    assert any("1000.0 um/px is outside" in e for e in texts(at.error)), texts(at.error)
+    assert any("1000.0 µm/px is outside" in e for e in texts(at.error)), texts(at.error)
     at.number_input(key=f"mpp-{digest[:16]}").set_value(MPP).run()
     assert not at.error
     assert len(captions(at)) == 9
@@ -139,8 +159,9 @@ def test_missing_or_absurd_mpp_is_explained_and_nothing_can_be_saved(env: str) -
 def test_a_region_too_large_for_memory_is_refused_with_the_size_it_needs(
     env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lran_region.psutil, "virtual_memory",
-                        lambda: types.SimpleNamespace(available=2**20))
+    monkeypatch.setattr(
+        lran_region.psutil, "virtual_memory", lambda: types.SimpleNamespace(available=2**20)
+    )
     at, _ = region_page(tiff(patch(22, SIDE, SIDE), MPP))
     assert not at.exception
     (error,) = texts(at.error)
@@ -172,8 +193,9 @@ def test_save_stores_a_region_review_with_every_model_and_map(env: str) -> None:
     # Canvas 384 px for 300 image px: this rectangle covers image columns 30-149, rows 60-239
     # (fabric places a rectangle's 2 px stroke around it: its left and top are 1 px further out).
     scale = CANVAS / SIDE
-    draw_and_label(at, rect_drawing(30 * scale - 1, 60 * scale - 1, 120 * scale, 180 * scale),
-                   "IDC-positive")
+    draw_and_label(
+        at, rect_drawing(30 * scale - 1, 60 * scale - 1, 120 * scale, 180 * scale), "IDC-positive"
+    )
     at.button(key="save").click().run()
     assert not at.exception
     assert any("Saved as review 1, version 1" in s for s in texts(at.success))
@@ -182,25 +204,34 @@ def test_save_stores_a_region_review_with_every_model_and_map(env: str) -> None:
     (row,) = store.reviews_frame().itertuples()
     assert (row.kind, row.mpp, row.width, row.height) == ("region", MPP, SIDE, SIDE)
     assert (row.reader, row.label, row.item_hash) == ("dr-a", "IDC-positive", digest)
-    assert "4 um/px" in row.note and "class IDC-positive" in row.note
+    assert row.overlap == DEFAULT_OVERLAP and not row.is_reference
     expected = np.zeros((SIDE, SIDE), bool)
     expected[60:240, 30:150] = True
     np.testing.assert_array_equal(store.get_mask(row.review_id), expected)
 
-    maps = stored_maps(digest, rgb)
+    maps = region_maps(rgb).maps
     scores = store.scores_frame().set_index(["model", "map"])
     assert set(scores.index) == MAP_ROWS
     for (model, name), got in scores.iterrows():
-        layer = {"probability": maps[model].probs[1], "cam": maps[model].cam,
-                 "attention": maps[model].attention}[name]
-        want = agreement(layer, expected)
-        assert got.energy_pointing_game == pytest.approx(want["energy_pointing_game"])
-        assert got.auroc == pytest.approx(want["auroc"])
-        assert bool(got.pointing_game) == want["pointing_game"]
+        layer = {
+            "probability": maps[model].probs[1],
+            "cam": maps[model].cam,
+            "attention": maps[model].attention,
+        }[name]
+        # 15 µm at 4 µm/px, stored with the score.
+        assert (got.tolerance_um, got.tolerance_px) == (15.0, 3.75)
+        assert got.cam_class == ("IDC-positive" if name != "attention" else None) or (
+            name == "attention" and pd.isna(got.cam_class)
+        )
+        want = agreement(layer, expected, 3.75)
+        assert got.energy_pointing_game == pytest.approx(want.energy_pointing_game)
+        assert got.auroc == pytest.approx(want.auroc)
+        assert bool(got.pointing_game) == want.pointing_game
     predictions = store.predictions_frame().set_index("model")
     for model in VARIANTS:
         assert predictions.loc[model, "p_IDC-positive"] == pytest.approx(
-            float(maps[model].probs[1].mean()), abs=1e-6)
+            float(maps[model].probs[1].mean()), abs=1e-6
+        )
 
     # History shows and exports it like a patch review, in the region's own pixels.
     at.switch_page(HISTORY).run()
@@ -220,7 +251,8 @@ def test_a_reference_is_outlined_scored_and_stored_as_its_own_review(env: str) -
     assert not at.exception and not at.error
     assert captions(at)[0] == "region, reference outlined"
     table = next(f for f in frames(at) if "map" in f.columns)
-    assert set(zip(table["model"], table["map"], strict=True)) == MAP_ROWS
+    shown = {(DISPLAY_NAMES[m], name) for m, name in MAP_ROWS}
+    assert set(zip(table["model"], table["map"], strict=True)) == shown
 
     at.button(key="save_reference").click().run()
     assert not at.exception
@@ -231,19 +263,23 @@ def test_a_reference_is_outlined_scored_and_stored_as_its_own_review(env: str) -
     store = Store(env)
     (row,) = store.reviews_frame().itertuples()
     assert (row.reader, row.label, row.kind, row.mpp) == (
-        "reference:A_mask.png", "in situ + invasive", "region", MPP)
-    assert "imported by dr-a" in row.note and "label mask" in row.note
+        "reference:A_mask.png",
+        "in situ + invasive",
+        "region",
+        MPP,
+    )
+    assert row.is_reference and row.imported_by == "dr-a" and "label mask" in row.note
     region = labels > 0
     np.testing.assert_array_equal(store.get_mask(row.review_id), region)
     # The reference gave no diagnosis in the models' classes: no predictions with it.
     assert store.predictions_frame().empty
-    maps = stored_maps(digest, rgb)
+    maps = region_maps(rgb).maps
     scores = store.scores_frame().set_index(["model", "map"])
     assert set(scores.index) == MAP_ROWS
-    want = agreement(maps["resnet18-lran"].attention, region)
+    want = agreement(maps["resnet18-lran"].attention, region, 3.75)
     got = scores.loc[("resnet18-lran", "attention")]
-    assert got.iou_mean == pytest.approx(want["iou_mean"])
-    assert got.auroc == pytest.approx(want["auroc"])
+    assert got.iou_mean == pytest.approx(want.iou_mean)
+    assert got.auroc == pytest.approx(want.auroc)
 
     # The reader's own review is separate, and nothing of the reference's is overwritten.
     draw_and_label(at, rect_drawing(0, 0, 192, 384), "IDC-negative")
@@ -271,7 +307,7 @@ def test_a_region_can_be_reviewed_as_one_patch_instead_keeping_the_drawing(env: 
     at.toggle(key=f"as-region-{digest[:16]}").set_value(False).run()
     assert not at.exception
     table = at.table[0].value.reset_index()
-    assert list(table["model"]) == VARIANTS and "tiles" not in table.columns
+    assert list(table["model"]) == TITLES and "tiles" not in table.columns
     assert captions(at)[0] == "patch"
     at.button(key="save").click().run()
     store = Store(env)

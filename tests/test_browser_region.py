@@ -26,14 +26,19 @@ TILE = TILES / "A03_8_1.png"
 MASK = TILES / "A03_8_1_mask.png"
 MPP = 0.47
 ARTIFACTS = ROOT / "test-artifacts" / "browser-region"
-MAP_ROWS = {(v, "probability") for v in VARIANTS} | {(v, "cam") for v in VARIANTS} | {
-    ("resnet18-ran", "attention"), ("resnet18-lran", "attention")}
+MAP_ROWS = (
+    {(v, "probability") for v in VARIANTS}
+    | {(v, "cam") for v in VARIANTS}
+    | {("resnet18-ran", "attention"), ("resnet18-lran", "attention")}
+)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.skipif(not (TILE.is_file() and MASK.is_file()),
-                       reason=f"no BACH tile {TILE.name} and its mask under {TILES} (shared data)"),
+    pytest.mark.skipif(
+        not (TILE.is_file() and MASK.is_file()),
+        reason=f"no BACH tile {TILE.name} and its mask under {TILES} (shared data)",
+    ),
 ]
 
 
@@ -50,9 +55,16 @@ def test_reader_reviews_a_bach_region_against_its_reference(server: tuple[str, s
             # The canvas reports how it fitted its background once it is mounted, and that
             # report is a rerun of its own: an action made meanwhile may be lost in it.
             fitted: list[bool] = []
-            page.on("websocket", lambda ws: ws.on("framesent", lambda frame: fitted.append(
-                "backgroundFit" in (frame if isinstance(frame, str) else frame.decode("latin-1"))
-            )))
+            page.on(
+                "websocket",
+                lambda ws: ws.on(
+                    "framesent",
+                    lambda frame: fitted.append(
+                        "backgroundFit"
+                        in (frame if isinstance(frame, str) else frame.decode("latin-1"))
+                    ),
+                ),
+            )
 
             def shot(name: str) -> None:
                 page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -68,7 +80,8 @@ def test_reader_reviews_a_bach_region_against_its_reference(server: tuple[str, s
             def images(count: int) -> None:
                 page.wait_for_function(
                     "n => document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] "
-                    "img').length >= n", arg=count,
+                    "img').length >= n",
+                    arg=count,
                 )
 
             page.goto(url)
@@ -82,11 +95,11 @@ def test_reader_reviews_a_bach_region_against_its_reference(server: tuple[str, s
             page.get_by_text("larger than the models' patch").wait_for()
             shot("01-uploaded")
 
-            page.get_by_role("link", name="Review these patches").click()
+            page.get_by_role("link", name="Review these images").click()
             # A PNG has no resolution tags: the page asks for the microns per pixel.
             page.get_by_text("microns per pixel of the image are unknown").wait_for()
             shot("02-mpp-unknown")
-            mpp = page.get_by_label("Microns per pixel of this image", exact=True)
+            mpp = page.get_by_label("µm/px of this image", exact=True)
             mpp.fill(str(MPP))
             mpp.press("Enter")
             # The region, then 3 probability maps, 3 CAMs and 2 attention maps.
@@ -103,8 +116,11 @@ def test_reader_reviews_a_bach_region_against_its_reference(server: tuple[str, s
             images(9)
             settle()
             reference_s = time.monotonic() - started
-            for caption in ("base probability (IDC-positive)", "R-RAN CAM (IDC-positive)",
-                            "R-LRAN attention"):
+            for caption in (
+                "ResNet-18 probability (IDC-positive)",
+                "R-RAN CAM (IDC-positive)",
+                "R-LRAN attention",
+            ):
                 assert page.get_by_text(caption, exact=True).count() == 1
             # The page scrolls inside Streamlit's main container: one shot per part of it.
             shot("03-region-with-reference")
@@ -156,7 +172,8 @@ def test_reader_reviews_a_bach_region_against_its_reference(server: tuple[str, s
     assert reviews.loc["dr-e2e", "label"] == "IDC-positive"
     reference = np.asarray(Image.open(MASK)) > 0
     np.testing.assert_array_equal(
-        store.get_mask(int(reviews.loc["reference:A03_8_1_mask.png", "review_id"])), reference)
+        store.get_mask(int(reviews.loc["reference:A03_8_1_mask.png", "review_id"])), reference
+    )
     drawn = store.get_mask(int(reviews.loc["dr-e2e", "review_id"]))
     assert drawn[100:300, 550:900].all() and not drawn[400:].any() and not drawn[:, :450].any()
     scores = store.scores_frame()

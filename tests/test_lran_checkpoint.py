@@ -73,7 +73,7 @@ def test_disagreeing_metadata_is_refused_with_reason(tmp_path):
     bad = tmp_path / "variant.safetensors"
     save_file(tensors, str(bad), {"format": "lran-review/1", "lran_meta": json.dumps(meta)})
     with pytest.raises(
-        CheckpointError, match="tensors not in resnet18-ran: attention_branch.gates"
+        CheckpointError, match=r"tensors not in resnet18-ran: attention_branch\.gates"
     ):
         load_model(bad)
     meta["variant"], meta["class_names"] = "resnet18-lran", ["a", "b"]

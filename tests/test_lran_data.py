@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lran_core.data import (
@@ -71,15 +72,15 @@ def test_grayscale_and_16_bit_are_converted():
 
 def test_broken_files_are_named_and_refused(tmp_path):
     good = _png(Image.new("RGB", (40, 40), (10, 20, 30)))
-    with pytest.raises(ImageReadError, match="cut.png: corrupt or truncated"):
+    with pytest.raises(ImageReadError, match=r"cut\.png: corrupt or truncated"):
         load_image(good[: len(good) // 2], name="cut.png")
-    with pytest.raises(ImageReadError, match="notes.txt: not a readable image"):
+    with pytest.raises(ImageReadError, match=r"notes\.txt: not a readable image"):
         load_image(b"hello, not a picture", name="notes.txt")
-    with pytest.raises(ImageReadError, match="dot.png: 1 x 1 pixels is too small"):
+    with pytest.raises(ImageReadError, match=r"dot\.png: 1 x 1 pixels is too small"):
         load_image(_png(Image.new("RGB", (1, 1))), name="dot.png")
-    with pytest.raises(ImageReadError, match="bomb.png: refused as a decompression bomb"):
+    with pytest.raises(ImageReadError, match=r"bomb\.png: refused as a decompression bomb"):
         load_image(_png_header_only(40000, 40000), name="bomb.png")
-    with pytest.raises(ImageReadError, match="big.png: 11000 x 11000 = 121,000,000 pixels is more"):
+    with pytest.raises(ImageReadError, match=r"big\.png: 11000 x 11000 = 121,000,000 pixels"):
         load_image(_png_header_only(11000, 11000), name="big.png")
     with pytest.raises(ImageReadError, match="no such file"):
         load_image(tmp_path / "missing.png")
@@ -93,7 +94,7 @@ def test_small_images_are_padded_for_datasets(tmp_path):
         (d / "broken.png").write_bytes(b"garbage")
     samples, names = read_idc(tmp_path)
     assert names == ["IDC-negative", "IDC-positive"]
-    with pytest.warns(UserWarning, match="broken.png"):
+    with pytest.warns(UserWarning, match=r"broken\.png"):
         ds = PatchDataset(samples, 100, native=50)
     assert len(ds) == 2 and len(ds.skipped) == 2
     img = ds[0][0].numpy()
@@ -176,3 +177,21 @@ def test_patches_from_a_bach_tile_and_its_mask():
         assert (window == p.label).mean() >= 0.6
     with pytest.raises(ValueError, match="differ in size"):
         extract_patches(tile, mask[:10], 200)
+
+
+def test_a_decoded_dataset_is_cached_and_the_cache_follows_the_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRAN_CACHE_DIR", str(tmp_path / "cache"))
+    for label in ("0", "1"):
+        d = tmp_path / "data" / "p1" / label
+        d.mkdir(parents=True)
+        Image.new("RGB", (50, 50), (int(label) * 200, 10, 10)).save(d / "a.png")
+    samples, _ = read_idc(tmp_path / "data")
+    first = PatchDataset(samples, 50, native=50, cache=True)
+    (cached,) = (tmp_path / "cache").glob("*.npz")
+    again = PatchDataset(samples, 50, native=50, cache=True)
+    assert torch.equal(first.images, again.images) and again.labels == [0, 1]
+    # A changed file is a new key: decoded again, not read from the old cache.
+    Image.new("RGB", (50, 50), (0, 0, 255)).save(samples[0].path)
+    changed = PatchDataset(samples, 50, native=50, cache=True)
+    assert changed.images[0, :, 0, 0].tolist() == [0, 0, 255]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2 and cached.exists()

@@ -1,5 +1,5 @@
-"""Widgets shared by the pages: the probability table and the side-by-side map gallery, for a
-patch and for a region."""
+"""Drawing helpers shared by the views: images at display size, overlays, outlines, the
+probability table and the side-by-side map gallery, for a patch and for a region."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ import streamlit as st
 from PIL import Image
 
 from lran_core.maps import normalise, overlay
-from ui.engine import ModelOutput
+from review.patches import PatchMaps
+from review.records import READER_RGB, REFERENCE_RGB
+from review.scoring import ScoredMap
 
 # Patches are often 50 x 50 px: shown at this width (and tiles shrunk to it) to be readable.
 DISPLAY_SIDE = 256
 GALLERY_COLUMNS = 4
 MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|<>~$:]")
-# The colour of readers' regions, on the canvas and wherever a region is shown.
-REGION_RGB = (0, 229, 255)
-# The outline of an imported reference annotation: white on black, so that it stays visible
-# over every colour map.
-REFERENCE_RGB = (255, 255, 255)
+# The colour of readers' regions, on the canvas and wherever a region is shown (and in their
+# exported GeoJSON). An imported reference is outlined white on black, visible over every
+# colour map.
+REGION_RGB = READER_RGB
 # Regions are shown larger than patches: their detail is the point of reviewing them whole.
 REGION_SIDE = 384
 REGION_MAP_TITLES = {"probability": "probability", "cam": "CAM", "attention": "attention"}
@@ -59,8 +60,7 @@ def region_overlay(rgb: np.ndarray, region: np.ndarray, side: int = DISPLAY_SIDE
 def outline(image: np.ndarray, region: np.ndarray) -> np.ndarray:
     """A copy of ``image`` (h, w, 3) with the border of ``region`` (bool, any size; resized to
     the image, nearest) drawn on it, a light line over a dark one."""
-    small = cv2.resize(region.astype(np.uint8), image.shape[1::-1],
-                       interpolation=cv2.INTER_NEAREST)
+    small = cv2.resize(region.astype(np.uint8), image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(small, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     out = np.ascontiguousarray(image).copy()
     cv2.drawContours(out, contours, -1, (0, 0, 0), 3)
@@ -70,7 +70,7 @@ def outline(image: np.ndarray, region: np.ndarray) -> np.ndarray:
 
 def region_panels(
     rgb: np.ndarray,
-    layers: dict[str, dict[str, np.ndarray]],
+    layers: dict[str, dict[str, ScoredMap]],
     titles: dict[str, str],
     class_name: str,
     alpha: float,
@@ -90,9 +90,9 @@ def region_panels(
     rows = []
     for name, title in REGION_MAP_TITLES.items():
         models = [m for m in layers if name in layers[m]]
-        stack = np.stack([
-            cv2.resize(layers[m][name], size, interpolation=cv2.INTER_AREA) for m in models
-        ])
+        stack = np.stack(
+            [cv2.resize(layers[m][name].values, size, interpolation=cv2.INTER_AREA) for m in models]
+        )
         scaled = np.clip(stack, 0.0, 1.0) if name == "probability" else normalise(stack, shared)
         label = "" if name == "attention" else f" ({class_name})"
         row = {}
@@ -119,17 +119,18 @@ def show_region_grid(
                 column.image(row[model][1], caption=row[model][0])
 
 
-def probability_table(outputs: list[ModelOutput]) -> pd.DataFrame:
-    """One row per model: its prediction and the probability of every class."""
+def probability_table(outputs: list[PatchMaps]) -> pd.DataFrame:
+    """One row per model (by display name): its prediction and the probability of every
+    class."""
     rows = []
     for out in outputs:
-        row = {"model": out.variant, "prediction": out.class_names[out.predicted]}
+        row = {"model": out.title, "prediction": out.class_names[out.predicted]}
         row.update({name: float(p) for name, p in zip(out.class_names, out.probs, strict=True)})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def show_probabilities(outputs: list[ModelOutput]) -> None:
+def show_probabilities(outputs: list[PatchMaps]) -> None:
     """Draws the probability table.
 
     A static table (not an interactive grid): three rows, and its text is in the page, where
@@ -140,7 +141,7 @@ def show_probabilities(outputs: list[ModelOutput]) -> None:
 
 def map_panels(
     rgb: np.ndarray,
-    outputs: list[ModelOutput],
+    outputs: list[PatchMaps],
     target: int | None,
     alpha: float,
     cmap: str,
@@ -154,8 +155,9 @@ def map_panels(
     """
     entries: list[tuple[str, str, np.ndarray]] = []
     for out in outputs:
-        for name, heat in out.maps(target).items():
-            label = out.class_names[out.predicted if target is None else target]
+        for name, scored in out.maps(target).items():
+            heat = scored.values
+            label = out.class_names[out.cam_class(target)]
             caption = {
                 "cam": f"{out.title} CAM ({label})",
                 "attention": f"{out.title} attention",

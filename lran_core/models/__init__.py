@@ -15,11 +15,24 @@ def _variant_names() -> list[str]:
 
 
 MODELS: tuple[str, ...] = tuple(_variant_names())
+# The paper's names: the base network by name, its attention variants by the base's initial.
+_BASE_TITLES = {"resnet18": "ResNet-18", "densenet": "DenseNet-121", "simplenet": "SimpleNet"}
+DISPLAY_NAMES: dict[str, str] = {
+    name: f"{base[0].upper()}-{kind.upper()}" if kind else _BASE_TITLES[base]
+    for name in MODELS
+    for base, _, kind in [name.partition("-")]
+}
 
 
 def list_models() -> list[str]:
     """The registered variant names (the paper's nine: three bases x base/RAN/LRAN)."""
     return list(MODELS)
+
+
+def display_name(name: str) -> str:
+    """How a variant is shown to people: ``resnet18`` -> "ResNet-18", ``resnet18-ran`` ->
+    "R-RAN", ``resnet18-lran`` -> "R-LRAN" (unknown names are shown as they are)."""
+    return DISPLAY_NAMES.get(name, name)
 
 
 def parse_variant(name: str) -> tuple[str, str]:
@@ -42,11 +55,13 @@ def build_model(name: str, num_classes: int = 2, **options: Any) -> LRANClassifi
 
 
 __all__ = [
+    "DISPLAY_NAMES",
     "MODELS",
     "Explanation",
     "LRANClassifier",
     "ModelMeta",
     "build_model",
+    "display_name",
     "list_models",
     "parse_variant",
 ]

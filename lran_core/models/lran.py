@@ -14,13 +14,16 @@ from .attention import AttentionBranch, ResidualAttention, spatial_softmax
 from .bases import BASES
 
 ATTENTION_KINDS = ("base", "ran", "lran")
+PADDING_MODES = ("zeros", "reflect", "replicate")
 
 
 @dataclass
 class ModelMeta:
     """What a checkpoint says about a model besides its tensors.
 
-    ``mean``/``std`` normalise RGB in [0, 1]; ``mpp`` is microns per pixel of the training data
+    ``class_folders`` are the training data's folder names of the classes, in order (PCam:
+    ``0``, ``1``), so a folder of the same layout is evaluated as it is. ``mean``/``std``
+    normalise RGB in [0, 1]; ``mpp`` is microns per pixel of the training data
     at its native size, ``native_size`` pixels on a side before resizing to ``input_size``
     (IDC: 50 px at 4.0 um/px, a 200 um field, shown to the network at 128 px). None when unknown;
     ``native_size`` None means the data was used at ``input_size``.
@@ -29,6 +32,7 @@ class ModelMeta:
     variant: str
     options: dict[str, Any]
     class_names: list[str]
+    class_folders: list[str] | None = None
     input_size: int = 128
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
@@ -68,6 +72,10 @@ class LRANClassifier(nn.Module):
         widths: attention-branch encoder widths, finest first (its depth is their number).
         decoder_levels: attention-branch decoder levels; the mask is made at stride
             ``2 ** (len(widths) - decoder_levels)`` and average-pooled to B's size.
+        padding_mode: how every padded convolution (base and attention branch) fills its
+            border: ``zeros`` (torchvision's and the paper's), ``reflect`` or ``replicate``.
+            Zeros give the network a border to detect, and its CAMs light the patch's frame
+            (model card, ablation); reflect removes that signal.
     """
 
     def __init__(
@@ -78,8 +86,11 @@ class LRANClassifier(nn.Module):
         cut: str | None = None,
         widths: Sequence[int] = (16, 32, 64, 160, 256),
         decoder_levels: int = 2,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"unknown padding_mode {padding_mode!r}; choose from {PADDING_MODES}")
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; choose from {sorted(BASES)}")
         if attention not in ATTENTION_KINDS:
@@ -97,10 +108,22 @@ class LRANClassifier(nn.Module):
         self.residual = ResidualAttention()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
+        for conv in self.modules():
+            if (
+                isinstance(conv, nn.Conv2d)
+                and conv.padding != "valid"
+                and any(int(p) > 0 for p in conv.padding)
+            ):
+                conv.padding_mode = padding_mode  # type: ignore[assignment]
         self.variant = base if attention == "base" else f"{base}-{attention}"
         self.meta = ModelMeta(
             variant=self.variant,
-            options={"cut": cut, "widths": list(widths), "decoder_levels": decoder_levels},
+            options={
+                "cut": cut,
+                "widths": list(widths),
+                "decoder_levels": decoder_levels,
+                "padding_mode": padding_mode,
+            },
             class_names=[f"class_{i}" for i in range(num_classes)],
         )
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from annotations.shapes import mask_to_png
+from annotations.masks import mask_to_png
 from annotations.store import Store
 
 
@@ -22,10 +22,26 @@ def region_name(review_id: int, version: int, item_hash: str, suffix: str) -> st
     return f"review-{int(review_id)}-v{int(version)}-{item_hash[:12]}{suffix}"
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection, OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """A frame as CSV text that spreadsheets open as data: text cells that a spreadsheet would
+    run as a formula (starting with = + - @, tab or carriage return) get a leading quote."""
+    return frame.map(_cell).to_csv(index=False)
+
+
 def scores_csv(store: Store, review_ids: Iterable[int]) -> str:
     """The score rows (one per review, model and map) of the given reviews, as CSV text."""
     scores = store.scores_frame()
-    return scores[scores["review_id"].isin(list(review_ids))].to_csv(index=False)
+    return csv_text(scores[scores["review_id"].isin(list(review_ids))])
 
 
 def geojson_text(store: Store, review_id: int) -> str:
@@ -42,9 +58,15 @@ def regions_zip(store: Store, reviews: pd.DataFrame) -> bytes:
     """Every given review's region as GeoJSON and as PNG mask, in one zip."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for r in reviews.itertuples():
-            archive.writestr(region_name(r.review_id, r.version, r.item_hash, ".geojson"),
-                             geojson_text(store, r.review_id))
-            archive.writestr(region_name(r.review_id, r.version, r.item_hash, ".png"),
-                             mask_png(store, r.review_id))
+        for review_id, version, item_hash in zip(
+            reviews["review_id"], reviews["version"], reviews["item_hash"], strict=True
+        ):
+            archive.writestr(
+                region_name(int(review_id), int(version), str(item_hash), ".geojson"),
+                geojson_text(store, int(review_id)),
+            )
+            archive.writestr(
+                region_name(int(review_id), int(version), str(item_hash), ".png"),
+                mask_png(store, int(review_id)),
+            )
     return buffer.getvalue()

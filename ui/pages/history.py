@@ -1,6 +1,6 @@
 """History: the saved reviews as a table with filters, and their exports.
 
-Exports (`ui.exports`): the scores of the reviews shown (CSV), and regions as GeoJSON (QuPath
+Exports (`review.exports`): the scores of the reviews shown (CSV), and regions as GeoJSON (QuPath
 imports it: File > Import objects) and as PNG masks (white = region), one review or all shown
 as a zip.
 """
@@ -13,7 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from annotations.store import Store, StoreError
-from ui import engine, exports, layout
+from review import exports
+from ui import cache
 
 
 def filtered(reviews: pd.DataFrame) -> pd.DataFrame:
@@ -23,7 +24,6 @@ def filtered(reviews: pd.DataFrame) -> pd.DataFrame:
     sets = c2.multiselect("Model set", sorted(reviews["model_set"].unique()), key="f_set")
     labels = c3.multiselect("Label", sorted(reviews["label"].unique()), key="f_label")
     name = c4.text_input("File name contains", key="f_name")
-    latest = st.toggle("Latest version of each review only", value=True, key="f_latest")
     keep = pd.Series(True, index=reviews.index)
     if readers:
         keep &= reviews["reader"].isin(readers)
@@ -33,9 +33,6 @@ def filtered(reviews: pd.DataFrame) -> pd.DataFrame:
         keep &= reviews["label"].isin(labels)
     if name:
         keep &= reviews["filename"].str.contains(name, case=False, regex=False)
-    if latest:
-        newest = reviews.groupby(["item_hash", "reader"])["version"].transform("max")
-        keep &= reviews["version"] == newest
     return reviews[keep]
 
 
@@ -43,30 +40,48 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
     """Downloads: scores CSV, one region, all shown regions (built when clicked)."""
     st.subheader("Export")
     ids = list(shown["review_id"])
-    st.download_button("Scores of the reviews shown (CSV)", partial(exports.scores_csv, store, ids),
-                       file_name="lran-review-scores.csv", mime="text/csv", key="csv",
-                       icon=":material/table:")
+    st.download_button(
+        "Scores of the reviews shown (CSV)",
+        partial(exports.scores_csv, store, ids),
+        file_name="lran-review-scores.csv",
+        mime="text/csv",
+        key="csv",
+        icon=":material/table:",
+    )
     by_id = shown.set_index("review_id", drop=False)
     chosen = st.selectbox(
-        "Region of review", ids, key="export_review",
-        format_func=lambda i: f"#{i} · {by_id.loc[i, 'filename']} · {by_id.loc[i, 'reader']} "
-        f"· v{by_id.loc[i, 'version']} · {by_id.loc[i, 'label']}",
+        "Region of review",
+        ids,
+        key="export_review",
+        format_func=lambda i: (
+            f"#{i} · {by_id.loc[i, 'filename']} · {by_id.loc[i, 'reader']} "
+            f"· v{by_id.loc[i, 'version']} · {by_id.loc[i, 'label']}"
+        ),
     )
     review = by_id.loc[chosen]
     c1, c2, c3 = st.columns(3)
     c1.download_button(
-        "GeoJSON (QuPath)", partial(exports.geojson_text, store, chosen),
+        "GeoJSON (QuPath)",
+        partial(exports.geojson_text, store, chosen),
         file_name=exports.region_name(chosen, review.version, review.item_hash, ".geojson"),
-        mime="application/geo+json", key="geojson", icon=":material/polyline:",
+        mime="application/geo+json",
+        key="geojson",
+        icon=":material/polyline:",
     )
     c2.download_button(
-        "PNG mask", partial(exports.mask_png, store, chosen),
+        "PNG mask",
+        partial(exports.mask_png, store, chosen),
         file_name=exports.region_name(chosen, review.version, review.item_hash, ".png"),
-        mime="image/png", key="png", icon=":material/image:",
+        mime="image/png",
+        key="png",
+        icon=":material/image:",
     )
     c3.download_button(
-        "All shown regions (zip)", partial(exports.regions_zip, store, shown),
-        file_name="lran-review-regions.zip", mime="application/zip", key="zip",
+        "All shown regions (zip)",
+        partial(exports.regions_zip, store, shown),
+        file_name="lran-review-regions.zip",
+        mime="application/zip",
+        key="zip",
         icon=":material/folder_zip:",
     )
 
@@ -75,8 +90,9 @@ def main() -> None:
     """The History page."""
     st.title("History")
     try:
-        store = engine.open_store(engine.database_url())
-        reviews = store.reviews_frame()
+        store = cache.store(cache.database_url())
+        latest = st.toggle("Latest version of each review only", value=True, key="f_latest")
+        reviews = store.reviews_frame(latest_only=latest)
     except StoreError as err:
         st.error(f"The review database cannot be read: {err}")
         return
@@ -86,7 +102,8 @@ def main() -> None:
     shown = filtered(reviews)
     st.dataframe(
         shown.drop(columns=["item_hash"]).assign(item=shown["item_hash"].str[:12]),
-        hide_index=True, key="reviews",
+        hide_index=True,
+        key="reviews",
     )
     if shown.empty:
         st.info("No review matches the filters.")
@@ -94,5 +111,4 @@ def main() -> None:
     export_buttons(store, shown)
 
 
-layout.page_setup("History")
 main()

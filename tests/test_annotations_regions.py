@@ -13,15 +13,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from annotations.shapes import (
-    canvas_to_mask,
-    geojson_to_mask,
-    label_mask_to_region,
-    mask_to_geojson,
-    mask_to_png,
-    png_to_mask,
-    read_label_mask,
-)
+from annotations.canvas import canvas_to_mask
+from annotations.geojson import geojson_to_mask, mask_to_geojson
+from annotations.masks import label_mask_to_region, mask_to_png, png_to_mask, read_label_mask
 
 
 def box(shape_hw, rows, cols):

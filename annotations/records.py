@@ -1,0 +1,218 @@
+"""What one save stores, as typed records, and the checks a record passes before any database
+work. Every problem is a ValueError naming the field, so callers have one error to show."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from annotations.schema import (
+    FILENAME_LENGTH,
+    ITEM_KINDS,
+    LABEL_LENGTH,
+    NAME_LENGTH,
+    NOTE_LENGTH,
+)
+from annotations.scores import SCORE_NAMES, Agreement
+
+UNSURE = "unsure"  # the reader label for "cannot decide", beside the class names
+# Reader names of imported reference annotations start with this; people's names never do.
+REFERENCE_PREFIX = "reference:"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """Agreement of one map of one model with a review's region, as stored.
+
+    ``model`` is a variant name (``resnet18-lran``), ``map`` a map name (``cam``,
+    ``attention``, ``gate1``, ``probability``), ``cam_class`` the class a CAM or probability map
+    was made for (None for attention and gates), ``tolerance_px`` / ``tolerance_um`` the
+    pointing game's tolerance in image pixels and micrometres (None when the scale is unknown).
+    """
+
+    model: str
+    map: str
+    cam_class: str | None
+    pointing_game: bool | None
+    energy_pointing_game: float | None
+    iou_50: float | None
+    iou_mean: float | None
+    dice_50: float | None
+    dice_mean: float | None
+    auroc: float | None
+    tolerance_px: float | None = None
+    tolerance_um: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        model: str,
+        map_name: str,
+        cam_class: str | None,
+        scores: Agreement,
+        tolerance_um: float | None = None,
+    ) -> ScoreRecord:
+        """The record of :func:`annotations.scores.agreement`'s result for one map."""
+        return cls(
+            model=model,
+            map=map_name,
+            cam_class=cam_class,
+            pointing_game=scores.pointing_game,
+            energy_pointing_game=scores.energy_pointing_game,
+            iou_50=scores.iou_50,
+            iou_mean=scores.iou_mean,
+            dice_50=scores.dice_50,
+            dice_mean=scores.dice_mean,
+            auroc=scores.auroc,
+            tolerance_px=scores.tolerance_px,
+            tolerance_um=tolerance_um,
+        )
+
+    def values(self) -> dict[str, bool | float | None]:
+        """The scores by name (SCORE_NAMES order)."""
+        return {name: getattr(self, name) for name in SCORE_NAMES}
+
+
+@dataclass
+class ReviewRecord:
+    """Everything one save stores.
+
+    ``mask``: bool (height, width) region of the image; ``geojson``: the same region as GeoJSON
+    (:func:`annotations.geojson.mask_to_geojson`); ``predictions``: model -> class name ->
+    probability; ``scores``: one :class:`ScoreRecord` per (model, map). ``mpp``: the microns per
+    pixel the maps were made at; ``overlap``: a region's tile overlap (None for a patch);
+    ``is_reference``: an imported reference annotation (reader ``reference:<file>``), imported
+    by ``imported_by``.
+    """
+
+    item_hash: str
+    filename: str
+    width: int
+    height: int
+    kind: str
+    reader: str
+    model_set: str
+    label: str
+    mask: np.ndarray
+    geojson: dict[str, Any]
+    predictions: dict[str, dict[str, float]] = field(default_factory=dict)
+    scores: list[ScoreRecord] = field(default_factory=list)
+    mpp: float | None = None
+    overlap: float | None = None
+    note: str | None = None
+    is_reference: bool = False
+    imported_by: str | None = None
+
+
+@dataclass(frozen=True)
+class SavedReview:
+    """Where a save landed: the review's id and its version for (item, reader)."""
+
+    review_id: int
+    version: int
+
+
+def content_hash(data: bytes) -> str:
+    """The item key of an image: the lower-case hex sha256 of its file bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def finite_or_none(value: Any, what: str) -> float | None:
+    """``value`` as a float, None for None or NaN (undefined); ValueError for anything else."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number or None, got {value!r}") from None
+    # NaN means "undefined" for a score; SQL has NULL for that.
+    if math.isnan(number):
+        return None
+    if math.isinf(number):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return number
+
+
+def _text(value: Any, name: str, limit: int, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ValueError(f"{name} must be a non-empty string")
+    if len(value) > limit:
+        raise ValueError(f"{name} is {len(value):,} characters long; at most {limit:,} are kept")
+
+
+def validate(rec: ReviewRecord) -> np.ndarray:
+    """Checks a record before any database work; gives the mask as bool (height, width).
+
+    Raises ValueError for anything a database would refuse or store wrongly: the hash, empty or
+    over-long names (the same limits on every backend), the kind, the size, the mask, the
+    GeoJSON, probabilities that are not finite, scores with repeated or unnamed maps, a
+    reference flag that disagrees with the reader name.
+    """
+    if not isinstance(rec.item_hash, str) or not _SHA256.match(rec.item_hash):
+        raise ValueError("item_hash must be the lower-case hex sha256 of the image bytes")
+    _text(rec.reader, "reader", NAME_LENGTH)
+    _text(rec.label, "label", LABEL_LENGTH)
+    _text(rec.filename, "filename", FILENAME_LENGTH)
+    if not isinstance(rec.model_set, str) or len(rec.model_set) > NAME_LENGTH:
+        raise ValueError(f"model_set must be a string of at most {NAME_LENGTH} characters")
+    _text(rec.note, "note", NOTE_LENGTH, required=False)
+    _text(rec.imported_by, "imported_by", NAME_LENGTH, required=False)
+    if rec.is_reference != rec.reader.startswith(REFERENCE_PREFIX):
+        raise ValueError(
+            f"reader names starting with {REFERENCE_PREFIX!r} are kept for imported references"
+            if not rec.is_reference
+            else f"a reference's reader name must start with {REFERENCE_PREFIX!r}"
+        )
+    if rec.kind not in ITEM_KINDS:
+        raise ValueError(f"kind must be one of {ITEM_KINDS}, got {rec.kind!r}")
+    if not (isinstance(rec.width, int | np.integer) and isinstance(rec.height, int | np.integer)):
+        raise ValueError("width and height must be integers")
+    if rec.width <= 0 or rec.height <= 0:
+        raise ValueError(f"width and height must be positive, got {rec.width} x {rec.height}")
+    for name in ("mpp", "overlap"):
+        value = getattr(rec, name)
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number or None, got {value!r}")
+    if rec.mpp is not None and rec.mpp <= 0:
+        raise ValueError(f"mpp must be positive, got {rec.mpp!r}")
+    if rec.overlap is not None and not 0 <= rec.overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {rec.overlap!r}")
+    mask = np.asarray(rec.mask)
+    if mask.shape != (rec.height, rec.width):
+        raise ValueError(
+            f"mask shape {mask.shape} does not match the item (height, width) = "
+            f"({rec.height}, {rec.width})"
+        )
+    if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
+        raise ValueError("mask must be boolean (or 0/1)")
+    if not isinstance(rec.geojson, dict) or "type" not in rec.geojson:
+        raise ValueError("geojson must be a GeoJSON object (a dict with a 'type')")
+    for model, probs in rec.predictions.items():
+        if not isinstance(model, str) or not model or len(model) > NAME_LENGTH:
+            raise ValueError("prediction model names must be non-empty strings")
+        if not isinstance(probs, dict) or not probs:
+            raise ValueError(f"predictions[{model!r}] must map class names to probabilities")
+        for cls, p in probs.items():
+            if finite_or_none(p, f"predictions[{model!r}][{cls!r}]") is None:
+                raise ValueError(f"predictions[{model!r}][{cls!r}] must be a finite number")
+    seen: set[tuple[str, str]] = set()
+    for i, score in enumerate(rec.scores):
+        if not isinstance(score, ScoreRecord):
+            raise ValueError(f"scores[{i}] must be a ScoreRecord, got {type(score).__name__}")
+        if not score.model or not score.map:
+            raise ValueError(f"scores[{i}] needs a model and a map name")
+        if (score.model, score.map) in seen:
+            raise ValueError(f"scores[{i}] repeats model {score.model!r} map {score.map!r}")
+        seen.add((score.model, score.map))
+        for name, value in score.values().items():
+            if name != "pointing_game":
+                finite_or_none(value, f"scores[{i}].{name}")
+    return mask.astype(bool)

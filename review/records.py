@@ -1,0 +1,160 @@
+"""The records a save stores: a reader's review of a patch or a region, and an imported
+reference annotation's scores. Built here, once, for the app and the command line alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from annotations.geojson import mask_to_geojson
+from annotations.records import REFERENCE_PREFIX, ReviewRecord
+from lran_core.data import parse_idc_name
+from review.items import ImageItem, Reference
+from review.patches import PatchMaps, patch_predictions
+from review.regions import RegionResult
+from review.scoring import DEFAULT_TOLERANCE_UM, score_maps
+
+# The colour of readers' regions in the app, carried in exported GeoJSON so that QuPath shows
+# them alike; references are white, as outlined in the app.
+READER_RGB = (0, 229, 255)
+REFERENCE_RGB = (255, 255, 255)
+
+
+def region_geojson(
+    mask: np.ndarray,
+    item: ImageItem,
+    mpp: float | None,
+    name: str,
+    colour: tuple[int, int, int],
+    **properties: Any,
+) -> dict[str, Any]:
+    """A region as GeoJSON whose properties let a slide viewer place it: the image's name and
+    size, its µm/px and, for an IDC patch, the patch's offset in the patient's slide (from its
+    file name), plus ``properties``. Coordinates are the image's pixels."""
+    props: dict[str, Any] = {
+        "classification": {"name": name, "color": list(colour)},
+        "image": item.filename,
+        "image_size": [item.width, item.height],
+        "mpp": mpp,
+        **properties,
+    }
+    idc = parse_idc_name(item.filename)
+    if idc is not None:
+        props["slide_offset"] = [idc.x, idc.y]
+        props["patient"] = idc.patient
+    return mask_to_geojson(mask, props)
+
+
+def patch_record(
+    item: ImageItem,
+    *,
+    reader: str,
+    model_set: str,
+    label: str,
+    mask: np.ndarray,
+    outputs: list[PatchMaps],
+    target: int | None,
+    tolerance_um: float = DEFAULT_TOLERANCE_UM,
+    note: str | None = None,
+) -> ReviewRecord:
+    """A reader's review of a patch: the models' probabilities, and every map (CAM of
+    ``target``, or of each model's predicted class, attention, gates) scored against ``mask``."""
+    maps = {out.variant: out.maps(target) for out in outputs}
+    return ReviewRecord(
+        item_hash=item.item_hash,
+        filename=item.filename,
+        width=item.width,
+        height=item.height,
+        kind="patch",
+        reader=reader,
+        model_set=model_set,
+        label=label,
+        mask=mask,
+        geojson=region_geojson(
+            mask, item, item.mpp, "Region", READER_RGB, reader=reader, label=label
+        ),
+        predictions=patch_predictions(outputs),
+        scores=score_maps(maps, mask, item.mpp, tolerance_um),
+        mpp=item.mpp,
+        note=note,
+    )
+
+
+def region_record(
+    item: ImageItem,
+    *,
+    reader: str,
+    model_set: str,
+    label: str,
+    mask: np.ndarray,
+    result: RegionResult,
+    tolerance_um: float = DEFAULT_TOLERANCE_UM,
+    note: str | None = None,
+) -> ReviewRecord:
+    """A reader's review of a region: each model's area-weighted mean probabilities, and its
+    probability, CAM and attention maps scored on the whole region at full resolution."""
+    return ReviewRecord(
+        item_hash=item.item_hash,
+        filename=item.filename,
+        width=item.width,
+        height=item.height,
+        kind="region",
+        reader=reader,
+        model_set=model_set,
+        label=label,
+        mask=mask,
+        geojson=region_geojson(
+            mask, item, result.mpp, "Region", READER_RGB, reader=reader, label=label
+        ),
+        predictions=region_predictions(result),
+        scores=score_maps(result.layers(), mask, result.mpp, tolerance_um),
+        mpp=result.mpp,
+        overlap=result.overlap,
+        note=note,
+    )
+
+
+def region_predictions(result: RegionResult) -> dict[str, dict[str, float]]:
+    """Each model's class probabilities averaged over the region's area (what a review stores
+    as its predictions for a region)."""
+    return {
+        model: {c: float(p.mean()) for c, p in zip(result.class_names, m.probs, strict=True)}
+        for model, m in result.maps.items()
+    }
+
+
+def reference_record(
+    item: ImageItem,
+    reference: Reference,
+    *,
+    importer: str,
+    model_set: str,
+    result: RegionResult,
+    tolerance_um: float = DEFAULT_TOLERANCE_UM,
+) -> ReviewRecord:
+    """An imported reference's region and every model's maps scored against it, stored as a
+    review of its own by the reader ``reference:<file name>``, with no predictions (the
+    reference gave no diagnosis in the models' classes)."""
+    reader = f"{REFERENCE_PREFIX}{reference.filename}"[:200]
+    return ReviewRecord(
+        item_hash=item.item_hash,
+        filename=item.filename,
+        width=item.width,
+        height=item.height,
+        kind="region",
+        reader=reader,
+        model_set=model_set,
+        label=reference.summary[:100],
+        mask=reference.region,
+        geojson=region_geojson(
+            reference.region, item, result.mpp, "Reference", REFERENCE_RGB, reader=reader
+        ),
+        scores=score_maps(result.layers(), reference.region, result.mpp, tolerance_um),
+        mpp=result.mpp,
+        overlap=result.overlap,
+        note=f"{reference.source} {reference.filename} (sha256 {reference.data_hash[:16]}); "
+        "region = labels above 0",
+        is_reference=True,
+        imported_by=importer,
+    )

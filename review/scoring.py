@@ -1,0 +1,77 @@
+"""One way to score a model's maps against a region: every map is brought to the region's
+pixels and scored by :func:`annotations.scores.agreement`, with the pointing game's tolerance
+set in micrometres (design.md §3)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotations.records import ScoreRecord
+from annotations.scores import agreement
+from lran_core.maps import resize_map
+
+DEFAULT_TOLERANCE_UM = 15.0
+# Where an image's scale is unknown, the tolerance is this share of its shorter side.
+FALLBACK_TOLERANCE_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The pointing game's tolerance for one image: ``px`` image pixels, ``um`` micrometres
+    (None when the image's microns per pixel are unknown), and how it was set."""
+
+    px: float
+    um: float | None
+    rule: str
+
+
+def tolerance(
+    mpp: float | None, shape: tuple[int, int], tolerance_um: float = DEFAULT_TOLERANCE_UM
+) -> Tolerance:
+    """The tolerance of the pointing game on an image of ``shape`` = (H, W) at ``mpp``:
+    ``tolerance_um`` micrometres, or, with the scale unknown, 5% of the image's shorter side."""
+    if not math.isfinite(tolerance_um) or tolerance_um < 0:
+        raise ValueError(f"tolerance must be a non-negative number of µm, got {tolerance_um}")
+    if mpp is not None and math.isfinite(mpp) and mpp > 0:
+        return Tolerance(tolerance_um / mpp, tolerance_um, f"{tolerance_um:g} µm")
+    px = FALLBACK_TOLERANCE_FRACTION * min(shape)
+    return Tolerance(
+        px,
+        None,
+        f"{px:.1f} px ({FALLBACK_TOLERANCE_FRACTION:.0%} of the image's shorter side: its µm/px "
+        "are unknown)",
+    )
+
+
+@dataclass(frozen=True)
+class ScoredMap:
+    """A map to score: (h, w) float values over the whole image (any resolution), and the
+    class it was made for (None for attention and gates)."""
+
+    values: np.ndarray
+    cam_class: str | None = None
+
+
+def score_maps(
+    maps: Mapping[str, Mapping[str, ScoredMap]],
+    region: np.ndarray,
+    mpp: float | None,
+    tolerance_um: float = DEFAULT_TOLERANCE_UM,
+) -> list[ScoreRecord]:
+    """Scores every map of every model against ``region`` (bool (H, W), the image's pixels).
+
+    Takes maps as model -> map name -> :class:`ScoredMap`; each map is resized to (H, W) first.
+    Gives one :class:`ScoreRecord` per (model, map), in the given order.
+    """
+    tol = tolerance(mpp, region.shape[:2], tolerance_um)
+    records = []
+    for model, named in maps.items():
+        for name, scored in named.items():
+            heat = resize_map(scored.values, region.shape[:2])
+            scores = agreement(heat, region, tol.px)
+            records.append(ScoreRecord.of(model, name, scored.cam_class, scores, tol.um))
+    return records

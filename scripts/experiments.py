@@ -1,0 +1,142 @@
+"""The training runs behind the shipped model sets and the model cards, resumable.
+
+    python scripts/experiments.py GROUP [--data-root ../shared/data] [--runs runs]
+
+Groups: ``ablation`` (IDC fold 0: padding, augmentation, input size), ``cv`` (IDC patient-level
+5-fold cross-validation of the three variants with the chosen recipe), ``final`` (the three
+shipped IDC models, trained on every patient), ``pcam`` (the three PCam models, selected on
+pcam/valid). Every run writes ``runs/GROUP/NAME/`` (training log, checkpoints) and
+``eval.json`` (validation metrics with map-quality figures). A finished run is skipped; an
+interrupted one resumes from its last epoch, so the whole group can be restarted at any time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lran_core.checkpoint import load_model
+from lran_core.evaluate import evaluate
+from lran_core.train import TrainConfig, train
+
+VARIANTS = ("resnet18", "resnet18-ran", "resnet18-lran")
+
+
+def idc_recipe(data: Path, out: Path, **changes: Any) -> TrainConfig:
+    """The recipe chosen by the ablation (see the model card)."""
+    base = TrainConfig(
+        data=data,
+        out=out,
+        input_size=128,
+        epochs=20,
+        lr_steps="10:1e-5,16:5e-6",
+        options={"padding_mode": "reflect"},
+        shift=0.125,
+        hed=0.05,
+        colour=0.3,
+        precision="auto",
+        progress=False,
+    )
+    return replace(base, **changes)
+
+
+def groups(root: Path, runs: Path) -> dict[str, list[tuple[str, TrainConfig, dict[str, Any]]]]:
+    idc, pcam = root / "idc", root / "pcam"
+    short = {"epochs": 6, "lr_steps": "4:1e-5"}
+    ablation = {
+        "zeros-noshift-128": {"options": {"padding_mode": "zeros"}, "shift": 0.0, "hed": 0.0},
+        "reflect-noshift-128": {"shift": 0.0, "hed": 0.0},
+        "zeros-shift-hed-128": {"options": {"padding_mode": "zeros"}},
+        "reflect-shift-hed-128": {},
+        "reflect-shift-hed-96": {"input_size": 96},
+    }
+    out: dict[str, list[tuple[str, TrainConfig, dict[str, Any]]]] = {
+        "ablation": [],
+        "cv": [],
+        "final": [],
+        "pcam": [],
+    }
+    for name, changes in ablation.items():
+        for variant in ("resnet18", "resnet18-lran"):
+            run = f"{name}/{variant}"
+            cfg = idc_recipe(idc, runs / "ablation" / run, model=variant, **short, **changes)
+            out["ablation"].append((run, cfg, {"fold": (5, 0, 0), "data": idc}))
+    for fold in range(5):
+        for variant in VARIANTS:
+            run = f"fold{fold}/{variant}"
+            cfg = idc_recipe(idc, runs / "cv" / run, model=variant, fold=fold)
+            out["cv"].append((run, cfg, {"fold": (5, fold, 0), "data": idc}))
+    for variant in VARIANTS:
+        cfg = idc_recipe(idc, runs / "final" / variant, model=variant, folds=1)
+        out["final"].append((variant, cfg, {"data": root / "idc-external"}))
+    for variant in VARIANTS:
+        cfg = TrainConfig(
+            data=pcam / "train",
+            out=runs / "pcam" / variant,
+            model=variant,
+            input_size=96,
+            epochs=12,
+            lr_steps="6:1e-5,10:5e-6",
+            folds=1,
+            mpp=0.97,
+            native_size=96,
+            class_names=["no tumour", "metastasis"],
+            options={"padding_mode": "reflect"},
+            shift=0.0,
+            hed=0.05,
+            colour=0.3,
+            precision="auto",
+            progress=False,
+        )
+        out["pcam"].append((variant, cfg, {"data": pcam / "valid", "centre": 1 / 3}))
+    return out
+
+
+def finished(cfg: TrainConfig) -> bool:
+    log = cfg.out / "metrics.jsonl"
+    return log.is_file() and len(log.read_text().splitlines()) >= cfg.epochs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("group", choices=("ablation", "cv", "final", "pcam"))
+    p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--only", default=None, help="run only names containing this")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    for name, cfg, ev in groups(args.data_root, args.runs)[args.group]:
+        if args.only and args.only not in name:
+            continue
+        if not finished(cfg):
+            print(f"== train {args.group}/{name}", flush=True)
+            train(replace(cfg, resume=True))
+        target = cfg.out / "eval.json"
+        if target.is_file():
+            continue
+        print(f"== evaluate {args.group}/{name}", flush=True)
+        t0 = time.time()
+        model = load_model(cfg.out / "best.safetensors")
+        result = evaluate(
+            model, ev["data"], fold=ev.get("fold"), maps=True, centre=ev.get("centre"), max_maps=256
+        )
+        result.pop("roc", None)
+        target.write_text(json.dumps(result, indent=1))
+        print(
+            json.dumps({k: result[k] for k in ("n", "accuracy", "balanced_accuracy", "auc")}),
+            f"{time.time() - t0:.0f} s",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

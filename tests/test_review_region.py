@@ -1,0 +1,174 @@
+"""The region command (lran-review region): maps and scores as JSON, refusals, real BACH data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_region import BACH, VARIANTS, rgb, tiny
+
+from lran_core import save_checkpoint
+from lran_core.region import tile_starts
+from review.region import main
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("set")
+    for i, name in enumerate(VARIANTS):
+        model = tiny(name, i)
+        save_checkpoint(
+            model, folder / f"{name}.safetensors", half=False, class_names=["negative", "positive"]
+        )
+    return folder
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def label_mask(height: int, width: int) -> np.ndarray:
+    mask = np.zeros((height, width), np.uint8)
+    mask[10:30, 10:40] = 3
+    mask[40:50, 5:20] = 1
+    return mask
+
+
+def test_cli_writes_json_with_scores_and_pngs(tmp_path, checkpoints):
+    image = write_png(tmp_path / "region.png", rgb(60, 64))
+    mask = write_png(tmp_path / "region_mask.png", label_mask(60, 64))
+    out = tmp_path / "out.json"
+    code = main(
+        [
+            "--models",
+            str(checkpoints),
+            "--image",
+            str(image),
+            "--mpp",
+            "4.5",
+            "--mask",
+            str(mask),
+            "--json",
+            str(out),
+            "--png",
+            str(tmp_path / "png"),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["mpp"] == 4.5 and report["size"] == [64, 60]
+    assert list(report["models"]) == list(VARIANTS)
+    agreement_keys = {
+        "pointing_game",
+        "energy_pointing_game",
+        "iou_50",
+        "iou_mean",
+        "dice_50",
+        "dice_mean",
+        "auroc",
+        "tolerance_px",
+        "tolerance_um",
+    }
+    for name, entry in report["models"].items():
+        assert {"tiles", "seconds", "mpp", "scores"} <= set(entry)
+        assert entry["mpp"] == 4.5 and entry["tiles"] > 0
+        scores = entry["scores"]
+        # 15 um at 4.5 um/px.
+        assert scores["cam"]["tolerance_um"] == 15.0
+        assert scores["cam"]["tolerance_px"] == pytest.approx(15 / 4.5)
+        assert 0 <= scores["auroc_tumour_2_3"] <= 1
+        assert set(scores["cam"]) == agreement_keys
+        if name == "resnet18":
+            assert scores["attention"] is None
+        else:
+            assert set(scores["attention"]) == agreement_keys
+    pngs = sorted(Path(p).name for p in report["png"])
+    assert "region_resnet18-lran_attention.png" in pngs and "region_resnet18_cam.png" in pngs
+    assert Image.open(tmp_path / "png" / "region_resnet18_prob1.png").size == (64, 60)
+
+
+@pytest.mark.parametrize(
+    ("mask", "reason"),
+    [
+        (label_mask(30, 64), "label mask is 64 x 30 px (width x height) but the image is 64 x 60"),
+        (label_mask(60, 64) * 3, "values [9] outside the allowed [0, 1, 2, 3]"),
+    ],
+)
+def test_cli_refuses_a_mask_of_another_size_or_unknown_values(
+    tmp_path, checkpoints, capsys, mask, reason
+):
+    image = write_png(tmp_path / "region.png", rgb(60, 64))
+    mask_path = write_png(tmp_path / "mask.png", mask)
+    out = tmp_path / "out.json"
+    code = main(
+        [
+            "--models",
+            str(checkpoints),
+            "--image",
+            str(image),
+            "--mpp",
+            "4.5",
+            "--mask",
+            str(mask_path),
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 2 and not out.exists()
+    assert reason in capsys.readouterr().err
+
+
+def test_cli_needs_mpp_without_tags_and_reads_tiff_tags(tmp_path, checkpoints, capsys):
+    png = write_png(tmp_path / "region.png", rgb(40, 40))
+    assert (
+        main(
+            ["--models", str(checkpoints), "--image", str(png), "--json", str(tmp_path / "a.json")]
+        )
+        == 2
+    )
+    assert "give them with --mpp" in capsys.readouterr().err
+    tiff = tmp_path / "region.tif"
+    # 2500 pixels per cm = 4 um/px.
+    Image.fromarray(rgb(40, 40)).save(tiff, resolution=2500.0, resolution_unit=3)
+    out = tmp_path / "b.json"
+    assert main(["--models", str(checkpoints), "--image", str(tiff), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["mpp"] == pytest.approx(4.0) and report["mpp_source"] == "image resolution tags"
+
+
+# ---------------------------------------------------------------------------------------------
+# Real data
+
+
+@pytest.mark.skipif(not BACH.is_dir(), reason=f"BACH regions not present at {BACH}")
+def test_bach_invasive_region_with_shipped_models(tmp_path):
+    out = tmp_path / "a03_8.json"
+    code = main(
+        [
+            "--models",
+            "idc",
+            "--image",
+            str(BACH / "A03_8.png"),
+            "--mpp",
+            "4.7",
+            "--mask",
+            str(BACH / "A03_8_mask.png"),
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    # 500 px at 4.7 um/px is 588 px at the models' 4.0 um/px: 50 px tiles.
+    per_side = len(tile_starts(588, 50, report["overlap"]))
+    for entry in report["models"].values():
+        assert entry["tiles"] == per_side**2 and entry["field_um"] == 200.0
+        # The IDC models, tiled at the region's true scale, find the invasive carcinoma.
+        assert entry["scores"]["auroc_tumour_2_3"] > 0.8

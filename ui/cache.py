@@ -1,0 +1,80 @@
+"""Everything the app computes once and keeps: model sets per process, each patch's maps per
+(model set, image), each region's maps per (model set, image, µm/px, class), the review store per
+database. Keys are what the values mean; arrays and models are hashed by their identity
+(content hash, set name and folder) through ``hash_funcs``, never by their bytes."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from annotations.store import Store
+from review import modelsets
+from review.items import ImageItem
+from review.modelsets import ModelSet
+from review.patches import PatchMaps, explain_patch
+from review.regions import RegionResult, map_model_set
+
+# Torch threads of the app process (env LRAN_TORCH_THREADS). One patch at a time needs no more
+# than one, and the app shares the CPU with its web server, other sessions and often a
+# browser: on 2 busy cores, 3 models took a median 113 ms with 1 thread and 4.4 s with 2
+# (intra-op threads that spin-wait collapse under contention).
+TORCH_THREADS = int(os.environ.get("LRAN_TORCH_THREADS", "1"))
+
+
+def _set_key(model_set: ModelSet) -> tuple[str, str]:
+    return model_set.name, str(model_set.source)
+
+
+def _item_key(item: ImageItem) -> str:
+    return item.item_hash
+
+
+HASH_FUNCS = {ModelSet: _set_key, ImageItem: _item_key}
+
+
+@st.cache_resource(show_spinner="Loading models…", max_entries=4)
+def _model_set(name: str, folder: str) -> ModelSet:
+    del folder  # part of the key: the same name in another models folder is another set
+    loaded = modelsets.load(name)
+    # Paid here, while the reader is still on the Start page, not after their first upload.
+    modelsets.warm_up(loaded, TORCH_THREADS)
+    return loaded
+
+
+def model_set(name: str) -> ModelSet:
+    """The installed model set ``name``, loaded once per process and models folder.
+
+    Raises NoWeightsError or CheckpointError (not cached, so a fixed set is retried)."""
+    return _model_set(name, str(modelsets.folder()))
+
+
+@st.cache_data(show_spinner="Explaining the patch…", max_entries=64, hash_funcs=HASH_FUNCS)
+def patch_maps(model_set: ModelSet, item: ImageItem) -> list[PatchMaps]:
+    """Every model's probabilities and maps for one patch, once per (set, image content)."""
+    return explain_patch(model_set, item.rgb)
+
+
+@st.cache_resource(
+    show_spinner="Mapping the region with every model…", max_entries=4, hash_funcs=HASH_FUNCS
+)
+def region_maps(model_set: ModelSet, item: ImageItem, mpp: float, cam_class: int) -> RegionResult:
+    """Every model's maps over a region, once per (set, image content, µm/px, class); kept as
+    they are (not copied on every rerun: a large region's maps are hundreds of MB).
+
+    Raises RegionError (not cached) for an unusable µm/px or a region too large for memory."""
+    return map_model_set(model_set, item.rgb, mpp, cam_class)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def store(url: str | None) -> Store:
+    """The review store for ``url`` (None: the default), opened once per process.
+
+    Raises annotations.store.StoreError (not cached, so a fixed database is retried)."""
+    return Store(url)
+
+
+def database_url() -> str | None:
+    """The review database as configured (LRAN_REVIEW_DB), None for the store's default."""
+    return os.environ.get("LRAN_REVIEW_DB") or None
