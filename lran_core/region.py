@@ -1,14 +1,24 @@
-"""Region-level maps: tile an image larger than the model's patch, predict, and stitch.
+"""Region-level maps without tiles: every patch-sized window of a region, in a few passes.
 
 A pathologist looks at a region exported from a slide viewer (hundreds to thousands of pixels at
 a known resolution), not at a 50-pixel patch. :func:`map_region` resamples the image to the
-resolution the model was trained at, cuts overlapping tiles of the model's field of view, runs
-each model over them in batches and blends the tiles' maps (a smooth window, weighted sums over
-weights, so overlaps average rather than the last tile winning) into a probability map per class,
-a CAM and an attention map per model, at the original image's pixel size.
+scale of the model's input, mirrors half a field of tissue around it (so its border has
+context, never a constant fill), and runs the fully convolutional part of each model over it in
+large blocks. What a patch classifier does per patch (the spatial softmax of the attention mask,
+global average pooling, the linear layer) is then done for every window of one field of view
+centred on every cell of the feature grid, with box sums, exactly as the model would on that
+window. So the probability map is the model's prediction for the patch around each point, at the
+feature stride (IDC: 25 µm), and the CAM and attention maps are one continuous map with no tile
+grid:
 
-Memory stays flat in the number of tiles: tiles stream through in batches and their maps are
-added into accumulators at the model's native resolution; no tile's maps are kept.
+- probability of class c at a cell: softmax(fc(mean over the window of H)) with
+  H = B * M + B and M the window's spatial softmax of the attention logits (paper eq. 1, 2);
+- CAM: w_c . H at each cell, with M normalised over the window centred there (Zhou et al.);
+- attention: exp(a) over its mean in the window around each point, averaged over channels
+  (1 = uniform attention, as :meth:`LRANClassifier.explain` shows it for a patch).
+
+Blocks overlap by a margin and their features are blended with linear ramps that sum to one, so
+the maps are continuous across block borders as well; most regions fit in one block.
 :func:`check_region_memory` refuses, before allocating, a region whose maps would not fit.
 
 The region command, with scores against a reference mask, is ``lran-review region``
@@ -29,27 +39,33 @@ import cv2
 import numpy as np
 import psutil
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from .maps import colourise, normalise
 from .models import LRANClassifier, ModelMeta
-from .predict import PRECISIONS, use_bf16
-from .transforms import to_input
+from .predict import PRECISIONS, autocast, use_bf16
+from .transforms import normalise as normalise_input
 
-# An mpp outside these bounds is a unit mistake, not a microscope: 0.05 um/px is finer than any
-# light microscope resolves (mm/px or cm/px typed as um/px lands below it), 100 um/px is coarser
+# An mpp outside these bounds is a unit mistake, not a microscope: 0.05 µm/px is finer than any
+# light microscope resolves (mm/px or cm/px typed as µm/px lands below it), 100 µm/px is coarser
 # than any slide thumbnail worth reading (nm/px lands above it).
 MIN_MPP = 0.05
 MAX_MPP = 100.0
 # Up-sampling an image more than this to the model's resolution invents the detail it classifies.
 MAX_UPSCALE = 4.0
-# Working memory of one patch in flight through a model: activations of ResNet-18 to layer3 plus
-# the attention branch at 128 x 128, by peak RSS over a batch of explain() (fp32: 7.7 MB a patch
-# at batch 8, 5.4 at 32, 5.1 at 64; bf16 less), rounded up.
-PATCH_BYTES = 8 * 2**20
-# Tiles overlap by a quarter of their side by default: on the 2-core CPU this maps a 500 x 500
-# region at 4.7 um/px with the three IDC models in ~3.5 s (bf16), against ~9 s at one half, for
-# a tumour AUROC on BACH A03 lower by 0.005-0.009 (bench/bench_region.py --sweep).
-DEFAULT_OVERLAP = 0.25
+# Working memory of the forward pass per input pixel: ResNet-18 to layer3 plus the attention
+# branch, by peak RSS of explain() (fp32: 7.7 MB a 128 x 128 patch at batch 8; bf16 less),
+# rounded up.
+ACTIVATION_BYTES_PER_PIXEL = 512
+# Side of a block in input pixels, and the context on each side that is computed but blended
+# away (one IDC field): a 1024 px block with its margins holds ~0.8 GB of activations in fp32,
+# half in bf16, and a 500 x 500 px BACH region at 4.67 µm/px (1568 px at the IDC models' input
+# scale) takes 2 x 2 blocks.
+BLOCK = 1024
+MARGIN = 128
+# The attention branch pools five times: inputs are padded to a multiple of this.
+INPUT_MULTIPLE = 32
 
 
 class RegionError(ValueError):
@@ -64,17 +80,20 @@ class RegionTooLargeError(RegionError):
 class RegionMaps:
     """One model's maps over a region of H x W pixels (the original image's size).
 
-    ``probs`` (K, H, W) float32: blended tile probabilities of every class; ``cam`` (H, W)
-    float32: blended raw CAM of ``cam_class``; ``attention`` (H, W) float32: blended attention
-    display map (1 = uniform; None for the base variant); ``tiles``: how many tiles were
-    predicted; ``cam_class``: the class of ``cam``; ``seconds``: wall time of this model.
-    The maps are views into one float32 block of (K + 1, or K + 2 with attention, H, W).
+    ``probs`` (K, H, W) float32: the probability of every class for the field-of-view window
+    centred at each point; ``cam`` (H, W) float32: raw CAM of ``cam_class``; ``attention``
+    (H, W) float32: attention display map (1 = uniform; None for the base variant);
+    ``windows``: how many windows were classified; ``blocks``: forward passes;
+    ``window_overlap``: how much neighbouring windows overlap (1 - stride / field);
+    ``seconds``: wall time of this model.
     """
 
     probs: np.ndarray
     cam: np.ndarray
     attention: np.ndarray | None
-    tiles: int
+    windows: int
+    blocks: int
+    window_overlap: float
     cam_class: int
     seconds: float
 
@@ -89,19 +108,19 @@ def field_of_view_um(meta: ModelMeta) -> float:
     """Microns on a side that one model patch covers: ``native_size(meta) * meta.mpp``.
 
     ``meta.mpp`` is the microns per pixel of the training data at its native size, before the
-    patches were resized to ``input_size``. IDC: 50 px at 4.0 um/px, a 200 um field, up-sampled
-    to 128 px, so the model sees 200 / 128 = 1.5625 um per input pixel.
+    patches were resized to ``input_size``. IDC: 50 px at 4.0 µm/px, a 200 µm field, up-sampled
+    to 128 px, so the model sees 200 / 128 = 1.5625 µm per input pixel.
     """
     if meta.mpp is None or not math.isfinite(meta.mpp) or meta.mpp <= 0:
         raise RegionError(
             f"model {meta.variant} has no microns per pixel in its checkpoint (mpp={meta.mpp}); "
-            "its field of view is unknown, so a region cannot be tiled for it"
+            "its field of view is unknown, so a region cannot be mapped with it"
         )
     return native_size(meta) * meta.mpp
 
 
 def check_mpp(mpp: float | None, model_mpp: float) -> float:
-    """Gives ``mpp`` as a float when it is usable with a model trained at ``model_mpp`` um/px;
+    """Gives ``mpp`` as a float when it is usable with a model trained at ``model_mpp`` µm/px;
     raises RegionError saying why not (missing, not a number, out of range, too coarse)."""
     if mpp is None:
         raise RegionError(
@@ -124,102 +143,77 @@ def check_mpp(mpp: float | None, model_mpp: float) -> float:
     return mpp
 
 
-def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Start offsets of tiles of side ``tile`` covering ``length`` pixels (``length >= tile``),
-    stride ``round(tile * (1 - overlap))``; the last tile is aligned to the end, so every pixel
-    is covered and no tile runs off the image."""
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    if length < tile:
-        raise ValueError(f"length {length} is shorter than a tile of {tile}")
-    stride = max(1, round(tile * (1 - overlap)))
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
+@dataclass(frozen=True)
+class _Geometry:
+    """Where a region lies on one model's input grid.
 
-
-def tile_window(tile: int) -> np.ndarray:
-    """Blending weight of a tile (tile, tile) float32: sin(pi t) in each direction at pixel
-    centres t, so a tile counts least at its edges, where its context is cut off, yet never 0
-    (a pixel covered by one tile keeps that tile's value)."""
-    w = np.sin(np.pi * (np.arange(tile) + 0.5) / tile).astype(np.float32)
-    return np.outer(w, w)
-
-
-class TileBlender:
-    """Accumulates tile maps into weighted sums and weights at one resolution.
-
-    Args:
-        channels: C, maps per tile.
-        height, width: size of the grid the tiles lie on.
-        tile: side of a tile on that grid.
+    ``scale``: input pixels per image pixel; ``size``: the image at that scale (h, w); ``stride``:
+    input pixels per feature cell; ``k``: cells per field of view (even); ``cells``: cells
+    covering the image (h, w); ``padded``: the input after mirrored context (h, w), multiples
+    of INPUT_MULTIPLE, with ``k // 2`` cells of context on the top and left.
     """
 
-    def __init__(self, channels: int, height: int, width: int, tile: int) -> None:
-        # np.full touches every page now, unlike the lazily mapped np.zeros: the memory is taken
-        # (or refused) before minutes of tiles rather than bit by bit during them.
-        self.sums = np.full((channels, height, width), 0.0, dtype=np.float32)
-        self.weights = np.full((height, width), 0.0, dtype=np.float32)
-        self.window = tile_window(tile)
-        self.tile = tile
+    scale: float
+    size: tuple[int, int]
+    stride: int
+    k: int
+    cells: tuple[int, int]
+    padded: tuple[int, int]
 
-    def add(self, y: int, x: int, maps: np.ndarray) -> None:
-        """Adds one tile's maps (C, tile, tile) whose top-left corner is at (y, x)."""
-        t = self.tile
-        self.sums[:, y : y + t, x : x + t] += maps * self.window
-        self.weights[y : y + t, x : x + t] += self.window
-
-    def result(self) -> np.ndarray:
-        """The blended maps (C, height, width): weighted sums over weights (0 where no tile).
-
-        Divides the sums in place (no second copy of the maps), so call it once, after the
-        last :meth:`add`.
-        """
-        self.sums /= np.maximum(self.weights, np.finfo(np.float32).tiny)
-        return self.sums
+    @property
+    def pad(self) -> int:
+        """Cells of mirrored context before the image on each axis."""
+        return self.k // 2
 
 
-def _grid(shape: tuple[int, int], mpp: float, meta: ModelMeta) -> tuple[int, int, int]:
-    """(height, width) of the image resampled to the model's native mpp, and the tile side."""
-    scale = mpp / meta.mpp
-    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)), native_size(meta)
-
-
-def _corners(
-    shape: tuple[int, int], mpp: float, meta: ModelMeta, overlap: float
-) -> list[tuple[int, int]]:
-    """Top-left corners (y, x) of the tiles on the resampled (and padded) image."""
-    height, width, tile = _grid(shape, mpp, meta)
-    ys = tile_starts(max(height, tile), tile, overlap)
-    xs = tile_starts(max(width, tile), tile, overlap)
-    return [(y, x) for y in ys for x in xs]
+def _geometry(model: LRANClassifier, shape: tuple[int, int], mpp: float) -> _Geometry:
+    meta = model.meta
+    stride = model.features.stride
+    if meta.input_size % stride or (meta.input_size // stride) % 2:
+        raise RegionError(
+            f"model {meta.variant}: an input of {meta.input_size} px is not an even number of "
+            f"its {stride} px feature cells, so its windows cannot be centred on cell corners"
+        )
+    k = meta.input_size // stride
+    scale = mpp * meta.input_size / field_of_view_um(meta)
+    size = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
+    cells = (math.ceil(size[0] / stride), math.ceil(size[1] / stride))
+    padded = tuple(math.ceil((c + k) * stride / INPUT_MULTIPLE) * INPUT_MULTIPLE for c in cells)
+    return _Geometry(scale, size, stride, k, cells, (padded[0], padded[1]))
 
 
 def estimate_region_bytes(
     models: Mapping[str, LRANClassifier],
     shape: tuple[int, int],
     mpp: float,
-    batch_size: int = 32,
+    block: int = BLOCK,
 ) -> int:
     """Bytes that :func:`map_region` needs for an image of ``shape`` = (H, W) at ``mpp``,
-    beyond the image itself: every model's output maps at (H, W), the largest model's
-    accumulators and resampled image at its native resolution, and one batch in flight."""
+    beyond the image itself: every model's output maps at (H, W), and the largest model's
+    working set: the image at its input scale, one block's activations, the feature grids, and
+    one map's resizing."""
     outputs = 0
     working = 0
     for model in models.values():
         meta = model.meta
         field_of_view_um(meta)
-        check_mpp(mpp, meta.mpp)
-        k = len(meta.class_names)
-        maps = k + 1 + (model.attention_branch is not None)
+        check_mpp(mpp, float(meta.mpp or 0))
+        geo = _geometry(model, shape, mpp)
+        maps = len(meta.class_names) + 1 + (model.attention_branch is not None)
         outputs += maps * shape[0] * shape[1] * 4
-        h, w, tile = _grid(shape, mpp, meta)
-        h, w = max(h, tile), max(w, tile)
-        # Sums and weights (float32), the resampled image (uint8), and the divisor and one map's
-        # contiguous copy while resizing (float32).
-        grid = (maps + 3) * h * w * 4 + h * w * 3
-        working = max(working, grid + batch_size * PATCH_BYTES)
+        side = min(block + 2 * MARGIN, max(geo.padded))
+        channels = model.features.out_channels
+        cells = geo.padded[0] * geo.padded[1] // geo.stride**2
+        # B and the attention logits at the cells, the finer logits at 4x the cells, each in
+        # float32, with the sums and a product as large as one of them.
+        grids = channels * cells * 4 * (2 + 4 + 3)
+        image = geo.padded[0] * geo.padded[1] * 3 * 5  # uint8, then one float32 block at a time
+        resize = (
+            round(geo.cells[0] * geo.stride / geo.scale + 1)
+            * round(geo.cells[1] * geo.stride / geo.scale + 1)
+            * 4
+        )
+        working = max(working, side * side * ACTIVATION_BYTES_PER_PIXEL + grids + image + resize)
     return outputs + working
 
 
@@ -231,12 +225,12 @@ def check_region_memory(
     models: Mapping[str, LRANClassifier],
     shape: tuple[int, int],
     mpp: float,
-    batch_size: int = 32,
     limit_bytes: int | None = None,
+    block: int = BLOCK,
 ) -> int:
     """Gives :func:`estimate_region_bytes`, or raises RegionTooLargeError when it exceeds
     ``limit_bytes`` (default: the memory available now), saying how much it would need."""
-    needed = estimate_region_bytes(models, shape, mpp, batch_size)
+    needed = estimate_region_bytes(models, shape, mpp, block)
     limit = psutil.virtual_memory().available if limit_bytes is None else limit_bytes
     if needed > limit:
         raise RegionTooLargeError(
@@ -247,69 +241,188 @@ def check_region_memory(
     return needed
 
 
-def _resample(rgb: np.ndarray, height: int, width: int, tile: int) -> np.ndarray:
-    """The image at (height, width), padded white (glass, as IDC's edge patches were in training)
-    at the bottom/right to at least one tile."""
-    shrinking = height * width < rgb.shape[0] * rgb.shape[1]
-    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    out = cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=interp)
-    if height >= tile and width >= tile:
-        return out
-    padded = np.full((max(height, tile), max(width, tile), 3), 255, dtype=np.uint8)
-    padded[:height, :width] = out
-    return padded
+def _input_image(rgb: np.ndarray, geo: _Geometry) -> np.ndarray:
+    """The image at the model's input scale with mirrored context: ``geo.pad`` cells on the top
+    and left, the rest of ``geo.padded`` on the bottom and right (uint8, (h, w, 3))."""
+    h, w = geo.size
+    shrinking = h * w < rgb.shape[0] * rgb.shape[1]
+    image = cv2.resize(
+        np.ascontiguousarray(rgb),
+        (w, h),
+        interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
+    )
+    before = geo.pad * geo.stride
+    after = (geo.padded[0] - h - before, geo.padded[1] - w - before)
+    # Symmetric: the edge pixel is repeated once, then the tissue mirrored; works for any size.
+    return np.pad(image, ((before, after[0]), (before, after[1]), (0, 0)), mode="symmetric")
+
+
+def _ramp(length: int, start: bool, end: bool, margin: int) -> np.ndarray:
+    """Blending weight along one axis of a block of ``length`` cells: rising over ``margin``
+    cells from an edge that has a neighbour (``start``/``end``), 1 elsewhere; never 0."""
+    weight = np.ones(length, dtype=np.float32)
+    position = np.arange(length, dtype=np.float32) + 0.5
+    if start:
+        weight = np.minimum(weight, position / margin)
+    if end:
+        weight = np.minimum(weight, (length - position) / margin)
+    return weight
+
+
+def _blocks(total: int, block: int, margin: int) -> list[tuple[int, int]]:
+    """(start, stop) of blocks with their margins along one axis of ``total`` pixels: as few
+    blocks as fit about ``block`` pixels each, of equal length (multiples of INPUT_MULTIPLE)."""
+    n = max(1, round(total / block))
+    if n == 1:
+        return [(0, total)]
+    length = math.ceil(total / n / INPUT_MULTIPLE) * INPUT_MULTIPLE
+    starts = range(0, total, length)
+    return [(max(0, s - margin), min(total, s + length + margin)) for s in starts]
+
+
+@torch.no_grad()
+def _features(
+    model: LRANClassifier,
+    image: np.ndarray,
+    geo: _Geometry,
+    block: int,
+    bf16: bool,
+    step: Callable[[], None],
+) -> tuple[Tensor, Tensor | None, Tensor | None, int]:
+    """B and the attention logits at the cells of the whole padded input, the finer logits at
+    theirs, blended over blocks; and the number of blocks."""
+    meta = model.meta
+    device = next(model.parameters()).device
+    s = geo.stride
+    cells = (geo.padded[0] // s, geo.padded[1] // s)
+    rows, cols = _blocks(geo.padded[0], block, MARGIN), _blocks(geo.padded[1], block, MARGIN)
+    sums: dict[str, Tensor] = {}
+    weights: dict[str, Tensor] = {}
+    for y0, y1 in rows:
+        for x0, x1 in cols:
+            crop = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).permute(2, 0, 1)
+            x = normalise_input(crop[None].float() / 255.0, meta.mean, meta.std)
+            with autocast(device, "bf16" if bf16 else "fp32"):
+                parts = model.dense_features(
+                    x.to(device).contiguous(memory_format=torch.channels_last)
+                )
+            for name, grid in zip(("b", "logits", "fine"), parts, strict=True):
+                if grid is None:
+                    continue
+                grid = grid[0].float().cpu()
+                per_px = (y1 - y0) // grid.shape[-2]
+                full = (geo.padded[0] // per_px, geo.padded[1] // per_px)
+                m = MARGIN // per_px
+                wy = _ramp(grid.shape[-2], y0 > 0, y1 < geo.padded[0], m)
+                wx = _ramp(grid.shape[-1], x0 > 0, x1 < geo.padded[1], m)
+                weight = torch.from_numpy(np.outer(wy, wx))
+                if name not in sums:
+                    sums[name] = torch.zeros(grid.shape[0], *full)
+                    weights[name] = torch.zeros(full)
+                gy, gx = y0 // per_px, x0 // per_px
+                window = (slice(gy, gy + grid.shape[-2]), slice(gx, gx + grid.shape[-1]))
+                sums[name][(slice(None), *window)] += grid * weight
+                weights[name][window] += weight
+            step()
+    out = {name: sums[name] / weights[name] for name in sums}
+    assert out["b"].shape[-2:] == cells
+    return out["b"], out.get("logits"), out.get("fine"), len(rows) * len(cols)
+
+
+def _box_sum(x: Tensor, k: int) -> Tensor:
+    """Sums of (C, h, w) over every k x k window (stride 1, no padding): (C, h-k+1, w-k+1)."""
+    return F.avg_pool2d(x[None], k, stride=1)[0] * (k * k)
+
+
+def _corners_to_cells(x: Tensor) -> Tensor:
+    """(C, h+1, w+1) values at cell corners to (C, h, w) at cell centres (2 x 2 means)."""
+    return F.avg_pool2d(x[None], 2, stride=1)[0]
+
+
+def window_maps(
+    b: Tensor, logits: Tensor | None, weight: Tensor, bias: Tensor, k: int, cells: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """What the classifier does for every window of k x k cells, from the feature grids.
+
+    Takes B (C, hp, wp) and the attention logits (C, hp, wp) (None for the base variant) of an
+    input padded by k/2 cells on the top and left, the linear layer's ``weight`` (K, C) and
+    ``bias`` (K,), and ``cells`` = (h, w), the cells of the image itself. Gives the logits of the
+    window centred on every cell corner of the image, (K, h + 1, w + 1), float64: the linear
+    layer on the mean over the window of H = B * M + B, M the window's spatial softmax (paper
+    eq. 1, 2); and H (C, h, w) float32 at the image's cells, with M normalised over the window
+    centred on each cell (its four corners' windows averaged).
+    """
+    h, w = cells
+    p = k // 2
+    if logits is None:
+        pooled = _box_sum(b.double(), k)[:, : h + 1, : w + 1] / (k * k)
+        h_cells = b[:, p : p + h, p : p + w].float()
+    else:
+        # exp(a - max): the same ratios, without overflow; float64 keeps far windows from 0.
+        e = torch.exp((logits - logits.amax(dim=(1, 2), keepdim=True)).double())
+        z = _box_sum(e, k)[:, : h + 1, : w + 1]
+        be = _box_sum(b.double() * e, k)[:, : h + 1, : w + 1]
+        pooled = (_box_sum(b.double(), k)[:, : h + 1, : w + 1] + be / z) / (k * k)
+        e_cells = e[:, p : p + h, p : p + w]
+        h_cells = (b[:, p : p + h, p : p + w] * (1 + e_cells / _corners_to_cells(z))).float()
+    corner_logits = torch.einsum("kc,chw->khw", weight.double(), pooled)
+    return corner_logits + bias.double().view(-1, 1, 1), h_cells
+
+
+def _to_image(grid: np.ndarray, geo: _Geometry, per_px: int, offset: int, out: np.ndarray) -> None:
+    """Resizes a map on a grid of ``per_px``-pixel cells (the image's cells start ``offset``
+    cells in) to the original image's pixels, into ``out`` (H, W) float32; bilinear, with each
+    cell's value at its centre."""
+    n = (math.ceil(geo.size[0] / per_px), math.ceil(geo.size[1] / per_px))
+    cropped = np.ascontiguousarray(grid[offset : offset + n[0], offset : offset + n[1]])
+    height = max(out.shape[0], round(n[0] * per_px / geo.scale))
+    width = max(out.shape[1], round(n[1] * per_px / geo.scale))
+    resized = cv2.resize(cropped, (width, height), interpolation=cv2.INTER_LINEAR)
+    out[...] = resized[: out.shape[0], : out.shape[1]]
 
 
 def _map_one(
     model: LRANClassifier,
     rgb: np.ndarray,
     mpp: float,
-    overlap: float,
-    batch_size: int,
     cam_class: int,
+    block: int,
     bf16: bool,
     step: Callable[[], None],
 ) -> RegionMaps:
     started = time.perf_counter()
-    meta = model.meta
-    height, width, tile = _grid(rgb.shape[:2], mpp, meta)
-    image = _resample(rgb, height, width, tile)
-    corners = _corners(rgb.shape[:2], mpp, meta, overlap)
-    k = len(meta.class_names)
-    has_attention = model.attention_branch is not None
-    blender = TileBlender(k + 1 + has_attention, image.shape[0], image.shape[1], tile)
-    device = next(model.parameters()).device
-    size = meta.input_size
-    for first in range(0, len(corners), batch_size):
-        batch = corners[first : first + batch_size]
-        crops = np.stack([image[y : y + tile, x : x + tile] for y, x in batch])
-        x_in = to_input(torch.from_numpy(crops).permute(0, 3, 1, 2), size, meta.mean, meta.std)
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
-        ):
-            out = model.explain(x_in.to(device), size=(tile, tile))
-        # Softmax in fp32: under bf16 autocast explain()'s probs are rounded to 3 digits.
-        probs = out.logits.float().softmax(-1).cpu().numpy()
-        cams = out.cam[:, cam_class].float().cpu().numpy()
-        att = out.attention.float().cpu().numpy() if has_attention else None
-        for i, (y, x) in enumerate(batch):
-            maps = [np.broadcast_to(probs[i][:, None, None], (k, tile, tile)), cams[i][None]]
-            if att is not None:
-                maps.append(att[i][None])
-            blender.add(y, x, np.concatenate(maps))
-        step()
-    # Only the resampled image's own pixels (not the white padding) map back onto the region;
-    # each map is resized straight into its output array, one at a time.
-    blended = blender.result()[:, :height, :width]
-    full = np.empty((len(blended), *rgb.shape[:2]), dtype=np.float32)
-    for src, dst in zip(blended, full):
-        _resize_into(src, dst)
+    geo = _geometry(model, rgb.shape[:2], mpp)
+    image = _input_image(rgb, geo)
+    b, logits, fine, blocks = _features(model, image, geo, block, bf16, step)
+    del image
+    k, p = geo.k, geo.pad
+    h, w = geo.cells
+    weight = model.fc.weight.detach().float()
+    bias = model.fc.bias.detach().float()
+    windows = (h + 1) * (w + 1)
+    corner_logits, h_cells = window_maps(b, logits, weight, bias, k, (h, w))
+    probs = _corners_to_cells(corner_logits.softmax(0)).float().numpy()
+    cam = torch.einsum("c,chw->hw", weight[cam_class], h_cells).numpy()
+    attention = None
+    if fine is not None:
+        # Relative to the mean over the field-of-view window around each point (2k fine cells).
+        ef = torch.exp(fine - fine.amax(dim=(1, 2), keepdim=True))
+        mean = F.avg_pool2d(ef[None], 2 * k + 1, stride=1, padding=k, count_include_pad=False)[0]
+        attention = (ef / mean.clamp_min(torch.finfo(torch.float32).tiny)).mean(0).numpy()
+    k_classes = len(model.meta.class_names)
+    full = np.empty((k_classes + 1 + (attention is not None), *rgb.shape[:2]), dtype=np.float32)
+    for c in range(k_classes):
+        _to_image(probs[c], geo, geo.stride, 0, full[c])
+    _to_image(cam, geo, geo.stride, 0, full[k_classes])
+    if attention is not None:
+        _to_image(attention, geo, geo.stride // 2, 2 * p, full[k_classes + 1])
     return RegionMaps(
-        probs=full[:k],
-        cam=full[k],
-        attention=full[k + 1] if has_attention else None,
-        tiles=len(corners),
+        probs=full[:k_classes],
+        cam=full[k_classes],
+        attention=full[k_classes + 1] if attention is not None else None,
+        windows=windows,
+        blocks=blocks,
+        window_overlap=1 - 1 / k,
         cam_class=cam_class,
         seconds=time.perf_counter() - started,
     )
@@ -341,62 +454,53 @@ def _channels_last(models: Iterable[LRANClassifier]) -> Iterator[None]:
                 m.to(memory_format=torch.contiguous_format)
 
 
-def _resize_into(src: np.ndarray, dst: np.ndarray) -> None:
-    """Bilinear resize of a map (h, w) into ``dst`` (H, W) float32."""
-    src = np.ascontiguousarray(src)
-    if src.shape == dst.shape:
-        dst[...] = src
-    else:
-        cv2.resize(src, (dst.shape[1], dst.shape[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
-
-
 def map_region(
     models: Mapping[str, LRANClassifier],
     rgb: np.ndarray,
     mpp: float | None,
-    overlap: float = DEFAULT_OVERLAP,
-    batch_size: int = 32,
     cam_class: int | None = None,
     progress: Callable[[float], None] | None = None,
     limit_bytes: int | None = None,
     precision: str = "auto",
+    block: int = BLOCK,
 ) -> dict[str, RegionMaps]:
-    """Maps a region with every model: tiles, predicts in batches, blends (see module doc).
+    """Maps a region with every model (see the module doc).
 
     Takes models keyed by name, ``rgb`` (H, W, 3) uint8 at ``mpp`` microns per pixel,
-    the tiles' ``overlap`` as a fraction of their side, ``batch_size`` tiles per forward pass,
-    ``cam_class`` (default: the last class, the positive one for IDC), and ``progress``, called
-    with the fraction done (0..1] after every batch (e.g. a progress bar), and ``precision``:
-    ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 on CPUs with bf16 instructions, where it
-    runs ~2x faster; fp32 elsewhere). Gives
+    ``cam_class`` (default: the last class, the positive one for IDC), ``progress``, called with
+    the fraction done (0..1] after every block, ``precision``: ``fp32``, ``bf16`` (autocast) or
+    ``auto`` (bf16 on CPUs with bf16 instructions, where it runs ~2x faster; fp32 elsewhere),
+    and ``block``, the side of a forward pass in input pixels (a multiple of 32). Gives
     :class:`RegionMaps` per model, every map (H, W). Raises RegionError for an unusable mpp,
-    overlap or class, and RegionTooLargeError, before allocating, when the maps would need more
-    than ``limit_bytes`` (default: the memory available now).
+    class or precision, and RegionTooLargeError, before allocating, when the maps would need
+    more than ``limit_bytes`` (default: the memory available now).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    if not 0 <= overlap < 1:
-        raise RegionError(f"overlap must be in [0, 1), got {overlap}")
-    if batch_size < 1:
-        raise RegionError(f"batch_size must be at least 1, got {batch_size}")
     if precision not in PRECISIONS:
         raise RegionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if block < INPUT_MULTIPLE or block % INPUT_MULTIPLE:
+        raise RegionError(f"block must be a positive multiple of {INPUT_MULTIPLE}, got {block}")
     if not models:
         raise RegionError("no models to map the region with")
     classes = {}
+    checked = 0.0
     for name, model in models.items():
         k = len(model.meta.class_names)
         classes[name] = k - 1 if cam_class is None else cam_class
         if not 0 <= classes[name] < k:
             raise RegionError(f"cam_class {cam_class} is not a class of {name} ({k} classes)")
         field_of_view_um(model.meta)
-        mpp = check_mpp(mpp, model.meta.mpp)
-    check_region_memory(models, rgb.shape[:2], mpp, batch_size, limit_bytes)
+        checked = check_mpp(mpp, float(model.meta.mpp or 0))
+    check_region_memory(models, rgb.shape[:2], checked, limit_bytes, block)
 
-    total = sum(
-        math.ceil(len(_corners(rgb.shape[:2], mpp, m.meta, overlap)) / batch_size)
-        for m in models.values()
-    )
+    def count(model: LRANClassifier) -> int:
+        geo = _geometry(model, rgb.shape[:2], checked)
+        return len(_blocks(geo.padded[0], block, MARGIN)) * len(
+            _blocks(geo.padded[1], block, MARGIN)
+        )
+
+    total = sum(count(m) for m in models.values())
     done = 0
 
     def step() -> None:
@@ -410,15 +514,18 @@ def map_region(
             name: _map_one(
                 model,
                 rgb,
-                mpp,
-                overlap,
-                batch_size,
+                checked,
                 classes[name],
-                use_bf16(next(model.parameters()).device, precision),
+                block,
+                _bf16(model, precision),
                 step,
             )
             for name, model in models.items()
         }
+
+
+def _bf16(model: LRANClassifier, precision: str) -> bool:
+    return use_bf16(next(model.parameters()).device, precision)
 
 
 def write_pngs(folder: Path, stem: str, maps: Mapping[str, RegionMaps]) -> list[str]:

@@ -4,8 +4,9 @@ score every model's maps against it.
     lran-review region --models idc --image IMG --mpp 4.7 [--mask MASK] --json OUT [--png DIR]
     python -m review.region ...   (the same)
 
-The JSON holds the image, its size and µm/px, and per model: tiles, seconds, the class of its CAM
-and probability map, the area-weighted mean probability and, with ``--mask`` (BACH values 0-3),
+The JSON holds the image, its size and µm/px, and per model: the windows classified and the
+forward passes (blocks), seconds, the class of its CAM and probability map, the area-weighted
+mean probability and, with ``--mask`` (BACH values 0-3),
 ``scores``: the AUROC of the probability map against tumour (values 2 and 3) and the design.md §3
 scores of CAM and attention against every annotated pixel (values above 0). Exits 2 with a
 one-line reason when the input is refused.
@@ -27,7 +28,7 @@ from annotations.scores import auroc
 from lran_core import CheckpointError, NoWeightsError
 from lran_core.data import ImageReadError, load_image, read_mpp
 from lran_core.predict import PRECISIONS
-from lran_core.region import DEFAULT_OVERLAP, RegionError, field_of_view_um, map_region, write_pngs
+from lran_core.region import BLOCK, RegionError, field_of_view_um, map_region, write_pngs
 from review import modelsets
 from review.regions import RegionResult
 from review.scoring import DEFAULT_TOLERANCE_UM, score_maps
@@ -56,12 +57,11 @@ def build_parser(prog: str = "lran-review region") -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, required=True, help="where to write the figures")
     p.add_argument("--png", type=Path, default=None, help="folder for heatmap PNGs of every map")
     p.add_argument(
-        "--overlap",
-        type=float,
-        default=DEFAULT_OVERLAP,
-        help="tile overlap, a fraction of a tile's side",
+        "--block",
+        type=int,
+        default=BLOCK,
+        help="side of one forward pass in input px (a multiple of 32; less memory, more passes)",
     )
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--cam-class",
         type=int,
@@ -124,8 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if mpp is None:
             raise RegionError(
                 f"{args.image}: no resolution tags, so its microns per pixel are unknown; "
-                "give them "
-                "with --mpp (e.g. --mpp 0.47 for a 20x scan)"
+                "give them with --mpp (e.g. --mpp 0.47 for a 20x scan)"
             )
     labels = None
     if args.mask is not None:
@@ -139,22 +138,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     classes = model_set.class_names
     cam_class = len(classes) - 1 if args.cam_class is None else args.cam_class
     maps = map_region(
-        model_set.models,
-        rgb,
-        mpp,
-        args.overlap,
-        args.batch_size,
-        cam_class,
-        precision=args.precision,
+        model_set.models, rgb, mpp, cam_class, precision=args.precision, block=args.block
     )
-    result = RegionResult(maps, float(mpp), args.overlap, cam_class, classes)
+    overlap = min(m.window_overlap for m in maps.values())
+    result = RegionResult(maps, float(mpp), overlap, cam_class, classes)
     report: dict[str, Any] = {
         "image": str(args.image),
         "size": [rgb.shape[1], rgb.shape[0]],
         "mpp": mpp,
         "mpp_source": mpp_source,
         "mask": str(args.mask) if args.mask else None,
-        "overlap": args.overlap,
+        "window_overlap": overlap,
         "precision": args.precision,
         "models": {},
     }
@@ -162,7 +156,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name, m in maps.items():
         meta = model_set.models[name].meta
         report["models"][name] = {
-            "tiles": m.tiles,
+            "windows": m.windows,
+            "blocks": m.blocks,
             "seconds": round(m.seconds, 3),
             "mpp": mpp,
             "model_mpp": meta.mpp,

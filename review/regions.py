@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lran_core.region import DEFAULT_OVERLAP, RegionError, RegionMaps, map_region
+from lran_core.region import RegionError, RegionMaps, map_region
 from review.modelsets import ModelSet
 from review.scoring import ScoredMap
 
@@ -34,8 +34,9 @@ class RegionSummary:
 class RegionResult:
     """The maps of every model of a set over one region, and how they were made.
 
-    ``maps`` by variant; ``mpp`` of the image; ``overlap`` of the tiles; ``cam_class`` the index
-    into ``class_names`` of the class of every model's CAM and probability map.
+    ``maps`` by variant; ``mpp`` of the image; ``overlap``: how much neighbouring classified
+    windows overlap (1 - stride / field); ``cam_class`` the index into ``class_names`` of the
+    class of every model's CAM and probability map.
     """
 
     maps: dict[str, RegionMaps]
@@ -88,13 +89,12 @@ def map_model_set(
     mpp: float | None,
     cam_class: int | None = None,
     progress: Callable[[float], None] | None = None,
-    overlap: float = DEFAULT_OVERLAP,
 ) -> RegionResult:
     """Maps a region (H, W, 3) uint8 at ``mpp`` µm/px with every model of the set
     (:func:`lran_core.region.map_region`); ``cam_class`` defaults to the last class (the
     positive one). Raises RegionError (RegionTooLargeError included) for an unusable mpp or a
     region whose maps would not fit in memory."""
     cls = len(model_set.class_names) - 1 if cam_class is None else cam_class
-    maps = map_region(model_set.models, rgb, mpp, overlap=overlap, cam_class=cls, progress=progress)
-    assert mpp is not None  # map_region refuses a missing mpp
-    return RegionResult(maps, float(mpp), overlap, cls, model_set.class_names)
+    maps = map_region(model_set.models, rgb, mpp, cam_class=cls, progress=progress)
+    overlap = min(m.window_overlap for m in maps.values())
+    return RegionResult(maps, float(mpp or 0), overlap, cls, model_set.class_names)

@@ -40,7 +40,6 @@ from annotations.scores import agreement
 from annotations.store import Store
 from lran_core import region as lran_region
 from lran_core.models import DISPLAY_NAMES
-from lran_core.region import DEFAULT_OVERLAP, tile_starts
 from review import exports, modelsets
 from review.regions import RegionResult, map_model_set
 from ui import widgets
@@ -99,8 +98,11 @@ def region_maps(rgb: np.ndarray, cam_class: int = 1) -> RegionResult:
     return map_model_set(modelsets.load("idc"), rgb, MPP, cam_class)
 
 
-# 64 px tiles (the random set's field of view) at the library's overlap over 300 px.
-TILES = len(tile_starts(SIDE, 64, DEFAULT_OVERLAP)) ** 2
+# The random set's field is 64 px at 4 um/px, seen at a 64 px input: 300 image px are 300 input
+# px, 19 cells of 16 px, and a window is centred on each of their 20 x 20 corners, 4 cells wide
+# (overlapping by 3/4).
+WINDOWS = 20 * 20
+OVERLAP = 0.75
 
 
 def test_region_upload_shows_stitched_maps_of_three_models(env: str) -> None:
@@ -121,7 +123,7 @@ def test_region_upload_shows_stitched_maps_of_three_models(env: str) -> None:
     for name, m in maps.items():
         assert m.probs.shape == (2, SIDE, SIDE) and m.cam.shape == (SIDE, SIDE)
         assert (m.attention is None) == (name == "resnet18")
-        assert m.tiles == TILES
+        assert m.windows == WINDOWS
     # The region, then probability, CAM and attention maps side by side.
     shown = captions(at)
     assert len(shown) == 1 + 3 + 3 + 2
@@ -131,7 +133,6 @@ def test_region_upload_shows_stitched_maps_of_three_models(env: str) -> None:
     assert "R-LRAN attention" in shown and "ResNet-18 attention" not in shown
     table = at.table[0].value.reset_index()
     assert list(table["model"]) == TITLES
-    assert list(table["tiles"]) == [TILES] * 3
     # The area-weighted mean, the maximum and the share above 0.5: never "a prediction".
     assert "prediction" not in table.columns
     mean = "mean P(IDC-positive), area-weighted"
@@ -204,7 +205,7 @@ def test_save_stores_a_region_review_with_every_model_and_map(env: str) -> None:
     (row,) = store.reviews_frame().itertuples()
     assert (row.kind, row.mpp, row.width, row.height) == ("region", MPP, SIDE, SIDE)
     assert (row.reader, row.label, row.item_hash) == ("dr-a", "IDC-positive", digest)
-    assert row.overlap == DEFAULT_OVERLAP and not row.is_reference
+    assert row.overlap == OVERLAP and not row.is_reference
     expected = np.zeros((SIDE, SIDE), bool)
     expected[60:240, 30:150] = True
     np.testing.assert_array_equal(store.get_mask(row.review_id), expected)

@@ -1,4 +1,4 @@
-"""Region-level maps: tiling from mpp, blending, refusals."""
+"""Region-level maps: every window classified as the model would, no seams, refusals."""
 
 from __future__ import annotations
 
@@ -11,18 +11,17 @@ import torch
 
 from lran_core import build_model, load_model
 from lran_core.models import LRANClassifier
+from lran_core.models.attention import spatial_softmax
 from lran_core.region import (
     RegionError,
     RegionMaps,
     RegionTooLargeError,
-    TileBlender,
     _gib,
     estimate_region_bytes,
     field_of_view_um,
     map_region,
     native_size,
-    tile_starts,
-    tile_window,
+    window_maps,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +29,12 @@ BACH = ROOT.parent / "shared" / "data" / "bach-a03" / "regions"
 VARIANTS = ("resnet18", "resnet18-ran", "resnet18-lran")
 
 
-def tiny(variant: str, seed: int = 0) -> LRANClassifier:
+def tiny(variant: str, seed: int = 0, padding_mode: str = "zeros") -> LRANClassifier:
     """A random-weight model at a 32 px input, trained (it says) at 4.0 um/px: a 128 um field."""
     torch.manual_seed(seed)
-    model = build_model(variant, num_classes=2, widths=(4, 8, 8, 8, 8)).eval()
+    model = build_model(
+        variant, num_classes=2, widths=(4, 8, 8, 8, 8), padding_mode=padding_mode
+    ).eval()
     model.meta.input_size = 32
     model.meta.mpp = 4.0
     return model
@@ -59,22 +60,18 @@ def test_field_of_view_idc_and_default():
         field_of_view_um(bare)
 
 
-def test_tile_starts_cover_the_length_and_end_aligned():
-    assert tile_starts(112, 32, 0.5) == [0, 16, 32, 48, 64, 80]
-    assert tile_starts(80, 32, 0.0) == [0, 32, 48]
-    assert tile_starts(32, 32, 0.5) == [0]
-
-
 def test_maps_have_the_image_shape_and_probs_sum_to_one(models):
-    out = map_region(models, rgb(70, 90), mpp=4.0, batch_size=8)
+    out = map_region(models, rgb(70, 90), mpp=4.0)
     assert set(out) == set(VARIANTS)
     for name, m in out.items():
         assert isinstance(m, RegionMaps)
         assert m.probs.shape == (2, 70, 90) and m.probs.dtype == np.float32
         assert m.cam.shape == (70, 90) and m.cam.dtype == np.float32
         assert m.cam_class == 1
-        # Blending averages probabilities, so every pixel still sums to 1.
+        # Interpolating probabilities keeps every pixel's sum at 1.
         np.testing.assert_allclose(m.probs.sum(0), 1.0, atol=1e-5)
+        # 70 x 90 px at 1 input px per image px: 5 x 6 cells of 16 px, a window per corner.
+        assert (m.windows, m.blocks, m.window_overlap) == (6 * 7, 1, 0.5)
         if name == "resnet18":
             assert m.attention is None
         else:
@@ -82,65 +79,73 @@ def test_maps_have_the_image_shape_and_probs_sum_to_one(models):
             assert np.all(m.attention > 0)
 
 
-def test_blender_averages_overlaps_instead_of_last_wins():
-    blender = TileBlender(1, 4, 6, 4)
-    blender.add(0, 0, np.zeros((1, 4, 4), np.float32))
-    blender.add(0, 2, np.ones((1, 4, 4), np.float32))
-    row = blender.result()[0, 1]
-    w = np.sin(np.pi * (np.arange(4) + 0.5) / 4)
-    # Columns 0-1: only the first tile; 4-5: only the second; 2-3: both, weighted by the window.
-    expected = [0, 0, w[0] / (w[2] + w[0]), w[1] / (w[3] + w[1]), 1, 1]
-    np.testing.assert_allclose(row, expected, atol=1e-6)
-    assert 0 < row[2] < row[3] < 1
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_window_is_classified_as_the_model_classifies_that_window(variant):
+    # The model's own arithmetic on the features of one window (spatial softmax over the
+    # window, H = B * M + B, pooling, linear layer) against the box-sum form for all windows.
+    model = tiny(variant)
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 128, 160)
+    b, logits, _ = model.dense_features(x)
+    k = 2  # a 32 px input is 2 cells of 16 px
+    cells = (b.shape[-2] - k, b.shape[-1] - k)
+    corner_logits, h_cells = window_maps(
+        b[0], None if logits is None else logits[0], model.fc.weight, model.fc.bias, k, cells
+    )
+    assert corner_logits.shape == (2, cells[0] + 1, cells[1] + 1)
+    for i, j in [(0, 0), (2, 3), (cells[0], cells[1])]:
+        window = b[0, :, i : i + k, j : j + k]
+        if logits is not None:
+            m = spatial_softmax(logits[:, :, i : i + k, j : j + k])[0]
+            window = window * m + window
+        want = model.fc(window.mean(dim=(1, 2)))
+        torch.testing.assert_close(corner_logits[:, i, j].float(), want, rtol=1e-4, atol=1e-5)
+    assert h_cells.shape == (b.shape[1], *cells)
 
 
-def test_blender_keeps_a_constant_exactly():
-    blender = TileBlender(2, 10, 10, 4)
-    for y in tile_starts(10, 4, 0.5):
-        for x in tile_starts(10, 4, 0.5):
-            blender.add(y, x, np.full((2, 4, 4), 0.25, np.float32))
-    np.testing.assert_allclose(blender.result(), 0.25, rtol=1e-6)
-    assert tile_window(4).min() > 0
+def test_a_uniform_texture_gives_a_map_with_no_tile_grid():
+    # A texture with the period of one feature cell: every window sees the same tissue, so the
+    # maps must be flat away from the image border, and blocks must barely show.
+    model = tiny("resnet18-lran", padding_mode="reflect")
+    cell = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    texture = np.tile(cell, (20, 22, 1))  # 320 x 352 px at 1 input px per image px
+    whole = map_region({"m": model}, texture, mpp=4.0, precision="fp32")["m"]
+    blocked = map_region({"m": model}, texture, mpp=4.0, precision="fp32", block=128)["m"]
+    assert whole.blocks == 1 and blocked.blocks >= 4
+    inner = (slice(96, -96), slice(96, -96))
+    for maps, tolerance in ((whole, 0.01), (blocked, 0.03)):
+        for values in (maps.probs[1], maps.cam, maps.attention):
+            assert np.ptp(values[inner]) <= tolerance * np.abs(values).max()
+    np.testing.assert_allclose(blocked.probs, whole.probs, atol=0.02)
 
 
-class PositionModel(LRANClassifier):
-    """Its tile's CAM is the tile's mean red level: on a left-to-right ramp, a function of x."""
-
-    def explain(self, x, size=None):
-        out = super().explain(x, size)
-        red = x[:, 0].mean(dim=(1, 2))
-        out.cam = red.view(-1, 1, 1, 1).expand_as(out.cam).clone()
-        return out
-
-
-def test_stitched_map_of_a_ramp_is_smooth_not_stepped():
-    model = PositionModel(attention="base", num_classes=2).eval()
-    model.meta.input_size, model.meta.mpp = 32, 4.0
-    ramp = np.repeat(np.linspace(0, 255, 128).astype(np.uint8)[None, :, None], 64, 0)
-    image = np.repeat(ramp, 3, axis=2)
-    cam = map_region({"m": model}, image, mpp=4.0, overlap=0.5)["m"].cam[32]
-    tile_values = sorted({float(v) for v in np.unique(np.round(cam, 4))})
-    # 7 tiles along x: last-wins would give 7 flat steps; blending gives a strictly rising ramp
-    # inside the tiles' span, with many distinct values.
-    assert len(tile_values) > 50
-    assert np.all(np.diff(cam[16:112]) > 0)
+def test_blocks_blend_continuously_on_real_looking_tissue(models):
+    # Random tissue, blocks forced small: no jump between neighbouring pixels at a block border
+    # is larger than the largest jump inside the blocks.
+    image = rgb(160, 480, seed=5)
+    maps = map_region(models, image, mpp=4.0, precision="fp32", block=128)
+    for m in maps.values():
+        assert m.blocks > 1
+        step = np.abs(np.diff(m.cam, axis=1)).max(axis=0)
+        # Blocks start every 128 px of the padded input, 16 px (half a field) before the image.
+        borders = [x - 16 - 1 for x in range(128, 480, 128)]
+        inside = np.delete(step, borders)
+        assert step[borders].max() <= inside.max() * 1.5
 
 
-def test_resampling_from_mpp_gives_the_expected_tiles_and_original_size(models):
+def test_resampling_from_mpp_gives_maps_at_the_original_size(models):
     image = rgb(40, 56)
-    # At 8 um/px the image is 80 x 112 px at the model's 4 um/px; 32 px tiles.
-    out = map_region(models, image, mpp=8.0, overlap=0.5)
+    # At 8 um/px the image is 80 x 112 px at the model's input scale (4 um/px): 5 x 7 cells.
+    out = map_region(models, image, mpp=8.0)
     for m in out.values():
-        assert m.tiles == 4 * 6  # starts 0..48 by 16, and 0..80 by 16
+        assert m.windows == 6 * 8
         assert m.probs.shape == (2, 40, 56) and m.cam.shape == (40, 56)
-    out = map_region({"b": models["resnet18"]}, image, mpp=8.0, overlap=0.0)
-    assert out["b"].tiles == 3 * 4  # starts (0, 32, 48) and (0, 32, 64, 80)
-    # Finer than the model: 200 x 200 px at 1 um/px is 50 x 50 at 4 um/px, padded to 2 x 2 tiles.
-    out = map_region({"b": models["resnet18"]}, rgb(200, 200), mpp=1.0, overlap=0.0)
-    assert out["b"].tiles == 4 and out["b"].probs.shape == (2, 200, 200)
-    # Smaller than one field: 10 x 15 px at 8 um/px is 20 x 30, padded white to one 32 px tile.
+    # Finer than the model: 200 x 200 px at 1 um/px is 50 x 50 at 4 um/px, 4 x 4 cells.
+    out = map_region({"b": models["resnet18"]}, rgb(200, 200), mpp=1.0)
+    assert out["b"].windows == 5 * 5 and out["b"].probs.shape == (2, 200, 200)
+    # Smaller than one field: 10 x 15 px at 8 um/px is 20 x 30, 2 x 2 cells with mirrored context.
     out = map_region({"b": models["resnet18"]}, rgb(10, 15), mpp=8.0)
-    assert out["b"].tiles == 1 and out["b"].cam.shape == (10, 15)
+    assert out["b"].windows == 3 * 3 and out["b"].cam.shape == (10, 15)
 
 
 def test_a_constant_model_gives_a_constant_map():
@@ -167,8 +172,9 @@ def test_bf16_agrees_with_fp32(models):
 
 def test_progress_reports_fractions_up_to_one(models):
     seen: list[float] = []
-    map_region(models, rgb(40, 40), mpp=4.0, batch_size=2, progress=seen.append)
-    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0) and len(seen) == 3 * 2
+    out = map_region(models, rgb(160, 160), mpp=4.0, block=64, progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    assert len(seen) == sum(m.blocks for m in out.values()) > 3
 
 
 @pytest.mark.parametrize(
@@ -201,10 +207,11 @@ def test_a_huge_image_is_refused_with_the_size_it_needs(models):
 
 
 def test_memory_estimate_is_linear_in_pixels(models):
-    # Tiles stream through; only maps (per pixel) and one batch (a constant) take memory.
-    sizes = [estimate_region_bytes(models, (n, n), 4.0) for n in (1000, 2000, 4000)]
-    assert sizes[2] - sizes[1] == pytest.approx(4 * (sizes[1] - sizes[0]), rel=1e-3)
-    assert estimate_region_bytes(models, (1000, 1000), 4.0, batch_size=64) > sizes[0]
+    # Blocks stream through; only maps and feature grids (per pixel) and one block's
+    # activations (a constant) take memory.
+    sizes = [estimate_region_bytes(models, (n, n), 4.0) for n in (2000, 4000, 8000)]
+    assert sizes[2] - sizes[1] == pytest.approx(4 * (sizes[1] - sizes[0]), rel=1e-2)
+    assert estimate_region_bytes(models, (2000, 2000), 4.0, block=2048) > sizes[0]
 
 
 def test_bad_class_is_refused(models):

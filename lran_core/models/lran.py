@@ -144,6 +144,23 @@ class LRANClassifier(nn.Module):
         m = spatial_softmax(logits)
         return self.residual(b, m), m, fine, alphas
 
+    def dense_features(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The fully convolutional part, for an input of any size (sides multiples of 32).
+
+        Takes normalised images (N, 3, H, W); gives B (N, C, H/s, W/s) at the base's stride
+        s, the attention logits at B's size (None for the base variant) and the attention
+        branch's finer logits (None for base). The spatial softmax and pooling, which depend
+        on the window a patch covers, are left to the caller (:mod:`lran_core.region`).
+        """
+        b = self.features(x)
+        if self.attention_branch is None:
+            return b, None, None
+        fine, _ = self.attention_branch(x)
+        logits = (
+            fine if fine.shape[-2:] == b.shape[-2:] else F.adaptive_avg_pool2d(fine, b.shape[-2:])
+        )
+        return b, logits, fine
+
     def forward(self, x: Tensor) -> Tensor:
         """Takes normalised images (N, 3, H, W); gives logits (N, K)."""
         f, _, _, _ = self._maps(x)

@@ -164,14 +164,13 @@ def reference_scores(
 
 def region_table(result: RegionResult, model_set: ModelSet) -> None:
     """One row per model: what its probability map of the chosen class says about the whole
-    region (area-weighted mean, maximum, share above 0.5), and its tiles."""
+    region (area-weighted mean, maximum, share above 0.5)."""
     rows = [
         {
             "model": model_set.title(model),
             f"mean P({result.class_name}), area-weighted": s.mean,
             "maximum": s.maximum,
             "area above 0.5": s.share_above_half,
-            "tiles": result.maps[model].tiles,
         }
         for model, s in result.summaries().items()
     ]
@@ -210,7 +209,8 @@ def review_region(item: ImageItem, model_set: ModelSet, mpp: float | None) -> No
     st.caption(
         f"{item.width} x {item.height} px at {result.mpp:g} µm/px "
         f"({item.width * result.mpp / 1000:.2f} x {item.height * result.mpp / 1000:.2f} mm), "
-        f"mapped in tiles of {model_set.field_um():g} µm overlapping {result.overlap:.0%}."
+        f"every {model_set.field_um():g} µm window classified, its centre moving by "
+        f"{model_set.field_um() * (1 - result.overlap):g} µm; no tiles, no seams."
     )
     region_table(result, model_set)
     # What comes and goes above the canvas (a refusal, the reference's caption and scores) is
