@@ -50,7 +50,8 @@ class TrainConfig:
     """One training run. Defaults are the paper's recipe (design.md §4).
 
     ``folds`` >= 2 holds out patient-level fold ``fold`` for validation; ``folds`` = 1 trains on
-    everything (no validation: ``best`` is the last epoch). ``native_size`` is the side the
+    everything, validated on ``val_data`` (a folder of the same layout, e.g. PCam's ``valid``)
+    when given, else not at all (``best`` is then the last epoch). ``native_size`` is the side the
     images are stored at before resizing to ``input_size`` (IDC layout: 50; else the input
     size). ``shift``, ``hed`` and ``colour`` set the augmentation (:func:`augment`).
     ``precision`` ``auto`` trains under bf16 autocast on CPUs with bf16 instructions.
@@ -58,6 +59,7 @@ class TrainConfig:
 
     data: Path
     out: Path
+    val_data: Path | None = None
     model: str = "resnet18-lran"
     input_size: int = 256
     epochs: int = 50
@@ -165,7 +167,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         keep = set(sorted({s.group for s in samples})[: c.max_groups])
         samples = [s for s in samples if s.group in keep]
     if c.folds >= 2:
+        if c.val_data is not None:
+            raise ValueError("give either folds >= 2 or a validation folder, not both")
         train_s, val_s = kfold_by_group(samples, c.folds, c.seed)[c.fold]
+    elif c.val_data is not None:
+        train_s = list(samples)
+        val_s, val_folders, _ = read_dataset(c.val_data)
+        if val_folders != folder_names:
+            raise ValueError(f"{c.val_data}: classes {val_folders} differ from {folder_names}")
     else:
         train_s, val_s = list(samples), []
     native = c.native_size or (IDC_NATIVE if layout == "idc" else None)
@@ -184,11 +193,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     model = build_model(c.model, num_classes=len(class_names), **c.options).to(device)
     model = model.to(memory_format=torch.channels_last)
-    split = (
-        f"patient-level fold {c.fold} of {c.folds} held out"
-        if c.folds >= 2
-        else "no held-out validation"
-    )
+    if c.folds >= 2:
+        split = f"patient-level fold {c.fold} of {c.folds} held out"
+    elif c.val_data is not None:
+        split = f"selected on {c.val_data.name}"
+    else:
+        split = "no held-out validation"
     meta = model.meta
     meta.class_names = list(class_names)
     meta.class_folders = list(folder_names)
@@ -330,6 +340,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
     p.add_argument("--fold", type=int, default=d.fold, help="which fold is validation")
     p.add_argument(
+        "--val-data",
+        type=Path,
+        default=None,
+        help="with --folds 1: a validation folder of the same layout (e.g. PCam's valid)",
+    )
+    p.add_argument(
         "--max-groups",
         type=int,
         default=0,
@@ -392,6 +408,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(
         data=a.data,
         out=a.out,
+        val_data=a.val_data,
         model=a.model,
         input_size=a.input_size,
         epochs=a.epochs,
