@@ -1,6 +1,9 @@
 """LRAN Review: a workbench in which pathologists review what a breast-histology classifier sees.
 
-Run with ``streamlit run app.py``. This entry script sets the page up, draws the sidebar once
+Run with ``streamlit run app.py``. This file has two roles. ``streamlit run`` finds the
+``app = st.App(...)`` below (by reading this file), imports it as the module ``app`` and serves
+that App: the hardened server of ``ui/server.py`` (allowed hosts, no tracebacks to readers).
+Each session then runs this file as ``__main__``: it sets the page up, draws the sidebar once
 (its widgets live here, so their values outlive page switches) and routes to the pages in
 ``ui/pages``.
 """
@@ -9,16 +12,26 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import sidebar
+from ui import server
 
-PAGES = [
-    st.Page("ui/pages/start.py", title="Start", icon=":material/home:", default=True),
-    st.Page("ui/pages/review.py", title="Review", icon=":material/draw:", url_path="review"),
-    st.Page("ui/pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-    st.Page("ui/pages/history.py", title="History", icon=":material/history:", url_path="history"),
-]
+if __name__ != "__main__":
+    # Imported by the server: only the App, none of the page code (nor its imports).
+    app = st.App(__file__, **server.app_options())
+else:
+    from ui import sidebar
 
-st.set_page_config(page_title="LRAN Review", page_icon=":microscope:", layout="wide")
-page = st.navigation(PAGES)
-sidebar.draw()
-page.run()
+    PAGES = [
+        st.Page("ui/pages/start.py", title="Start", icon=":material/home:", default=True),
+        st.Page("ui/pages/review.py", title="Review", icon=":material/draw:", url_path="review"),
+        st.Page(
+            "ui/pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"
+        ),
+        st.Page(
+            "ui/pages/history.py", title="History", icon=":material/history:", url_path="history"
+        ),
+    ]
+
+    st.set_page_config(page_title="LRAN Review", page_icon=":microscope:", layout="wide")
+    page = st.navigation(PAGES)
+    sidebar.draw()
+    page.run()

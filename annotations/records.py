@@ -7,6 +7,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from annotations.schema import (
     LABEL_LENGTH,
     NAME_LENGTH,
     NOTE_LENGTH,
+    READ_KINDS,
 )
 from annotations.scores import SCORE_NAMES, Agreement
 
@@ -89,6 +91,13 @@ class ReviewRecord:
     pixel the maps were made at; ``overlap``: a region's tile overlap (None for a patch);
     ``is_reference``: an imported reference annotation (reader ``reference:<file>``), imported
     by ``imported_by``.
+
+    In a reader study: ``study_id``, ``case_id``; ``read_kind`` (unaided: a blinded first read,
+    locked once saved; aided: after the maps were revealed, linked to its unaided read by
+    ``parent_id``; open: an unblinded study's read; reference); ``blinded`` and ``visible``
+    (what was on screen); ``confidence`` 1-5; ``no_region`` (the reader said there is none:
+    the mask is empty and every score None); ``anonymised`` (letter -> model the maps were
+    shown as); ``best_map``; ``label_set``. ``created_at`` is set only when restoring a study.
     """
 
     item_hash: str
@@ -108,6 +117,73 @@ class ReviewRecord:
     note: str | None = None
     is_reference: bool = False
     imported_by: str | None = None
+    study_id: int | None = None
+    case_id: int | None = None
+    read_kind: str = "open"
+    blinded: bool = False
+    visible: list[str] = field(default_factory=list)
+    confidence: int | None = None
+    no_region: bool = False
+    parent_id: int | None = None
+    anonymised: dict[str, str] | None = None
+    best_map: str | None = None
+    label_set: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A reader study as stored (see annotations.schema.Study)."""
+
+    study_id: int
+    name: str
+    label_set: str
+    blinding: str
+    anonymise: bool
+    model_set: str
+    created_at: datetime
+    created_by: str | None
+
+    @property
+    def blinded(self) -> bool:
+        """Whether model output stays hidden until a reader's unaided read is saved."""
+        return self.blinding == "blinded"
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """An image as stored: content hash, the name it was added as, size, kind, µm/px."""
+
+    item_hash: str
+    filename: str
+    width: int
+    height: int
+    kind: str
+    mpp: float | None = None
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """A case of a study: its item, worklist position, group (patient, folder or file name)
+    and whether it was removed."""
+
+    case_id: int
+    study_id: int
+    item: ItemRecord
+    position: int
+    group: str
+    removed: bool
+
+
+@dataclass(frozen=True)
+class ReaderRecord:
+    """An account: name, argon2 password hash (None: signs in through a trusted proxy only),
+    role ('reader' or 'admin') and whether it is disabled."""
+
+    name: str
+    password_hash: str | None
+    role: str
+    disabled: bool
 
 
 @dataclass(frozen=True)
@@ -139,7 +215,7 @@ def finite_or_none(value: Any, what: str) -> float | None:
     return number
 
 
-def _text(value: Any, name: str, limit: int, required: bool = True) -> None:
+def check_text(value: Any, name: str, limit: int, required: bool = True) -> None:
     if value is None and not required:
         return
     if not isinstance(value, str) or (required and not value.strip()):
@@ -158,13 +234,13 @@ def validate(rec: ReviewRecord) -> np.ndarray:
     """
     if not isinstance(rec.item_hash, str) or not _SHA256.match(rec.item_hash):
         raise ValueError("item_hash must be the lower-case hex sha256 of the image bytes")
-    _text(rec.reader, "reader", NAME_LENGTH)
-    _text(rec.label, "label", LABEL_LENGTH)
-    _text(rec.filename, "filename", FILENAME_LENGTH)
+    check_text(rec.reader, "reader", NAME_LENGTH)
+    check_text(rec.label, "label", LABEL_LENGTH)
+    check_text(rec.filename, "filename", FILENAME_LENGTH)
     if not isinstance(rec.model_set, str) or len(rec.model_set) > NAME_LENGTH:
         raise ValueError(f"model_set must be a string of at most {NAME_LENGTH} characters")
-    _text(rec.note, "note", NOTE_LENGTH, required=False)
-    _text(rec.imported_by, "imported_by", NAME_LENGTH, required=False)
+    check_text(rec.note, "note", NOTE_LENGTH, required=False)
+    check_text(rec.imported_by, "imported_by", NAME_LENGTH, required=False)
     if rec.is_reference != rec.reader.startswith(REFERENCE_PREFIX):
         raise ValueError(
             f"reader names starting with {REFERENCE_PREFIX!r} are kept for imported references"
@@ -185,6 +261,20 @@ def validate(rec: ReviewRecord) -> np.ndarray:
         raise ValueError(f"mpp must be positive, got {rec.mpp!r}")
     if rec.overlap is not None and not 0 <= rec.overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {rec.overlap!r}")
+    if rec.read_kind not in READ_KINDS:
+        raise ValueError(f"read_kind must be one of {READ_KINDS}, got {rec.read_kind!r}")
+    if rec.is_reference != (rec.read_kind == "reference"):
+        raise ValueError("an imported reference is stored as read_kind 'reference', and only it")
+    if rec.read_kind == "unaided" and (not rec.blinded or set(rec.visible) - {"image"}):
+        raise ValueError("an unaided read is blinded: only the image may have been visible")
+    if rec.read_kind == "aided" and rec.parent_id is None:
+        raise ValueError("an aided read follows the reader's unaided read (parent_id)")
+    if rec.confidence is not None and (
+        not isinstance(rec.confidence, int | np.integer) or not 1 <= rec.confidence <= 5
+    ):
+        raise ValueError(f"confidence must be 1 to 5 or None, got {rec.confidence!r}")
+    check_text(rec.best_map, "best_map", LABEL_LENGTH, required=False)
+    check_text(rec.label_set, "label_set", LABEL_LENGTH, required=False)
     mask = np.asarray(rec.mask)
     if mask.shape != (rec.height, rec.width):
         raise ValueError(
@@ -193,6 +283,10 @@ def validate(rec: ReviewRecord) -> np.ndarray:
         )
     if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
         raise ValueError("mask must be boolean (or 0/1)")
+    if rec.no_region and mask.any():
+        raise ValueError("a read saved with no region has an empty mask")
+    if rec.no_region and any(v is not None for sc in rec.scores for v in sc.values().values()):
+        raise ValueError("a read with no region has no scores (None, not 0)")
     if not isinstance(rec.geojson, dict) or "type" not in rec.geojson:
         raise ValueError("geojson must be a GeoJSON object (a dict with a 'type')")
     for model, probs in rec.predictions.items():

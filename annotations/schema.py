@@ -26,6 +26,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ITEM_KINDS = ("patch", "region")
+# What a stored read is: a blinded first read with no model output visible, the read after the
+# maps were revealed, a read in an open (unblinded) study, or an imported reference annotation.
+READ_KINDS = ("unaided", "aided", "open", "reference")
+BLINDING = ("blinded", "open")
+ROLES = ("reader", "admin")
 # Column widths, checked before saving so that SQLite (which does not enforce them) and
 # PostgreSQL (which does) accept and refuse the same records.
 NAME_LENGTH = 200
@@ -59,16 +64,123 @@ class Item(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class Review(Base):
-    """One reader's label and region for one item; a re-save is a new row with version + 1.
+class Reader(Base):
+    """An account: a reader (sees their own reads) or an admin (sees all, manages studies).
 
-    ``mpp`` is the microns per pixel the maps were made and scored at, ``overlap`` the tile
-    overlap of a region's maps (None for a patch). ``is_reference`` marks an imported reference
-    annotation (reader ``reference:<file>``), stored by ``imported_by``.
+    ``name`` is normalised (NFKC, no invisible characters); ``password_hash`` is an argon2 hash
+    (None for accounts that sign in through a trusted proxy only).
+    """
+
+    __tablename__ = "readers"
+    __table_args__ = (CheckConstraint("role IN ('reader', 'admin')", name="ck_readers_role"),)
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Study(Base):
+    """A reader study: cases read by readers with one label set and one blinding mode.
+
+    ``blinding`` 'blinded' hides every model output (and the model set's name) until a reader
+    has saved an unaided read of a case; ``anonymise`` shows the revealed maps under shuffled
+    letters (stored per read) instead of model names.
+    """
+
+    __tablename__ = "studies"
+    __table_args__ = (
+        CheckConstraint("blinding IN ('blinded', 'open')", name="ck_studies_blinding"),
+        UniqueConstraint("name", name="uq_studies_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    label_set: Mapped[str] = mapped_column(String(LABEL_LENGTH))
+    blinding: Mapped[str] = mapped_column(String(16))
+    anonymise: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    model_set: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+
+
+class Blob(Base):
+    """An image's file bytes, when the store keeps them in the database (see
+    annotations.blobs)."""
+
+    __tablename__ = "blobs"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Case(Base):
+    """An item in a study, in worklist order. Removing a case is a soft delete (``removed_at``):
+    its reads are kept."""
+
+    __tablename__ = "cases"
+    __table_args__ = (UniqueConstraint("study_id", "item_hash", name="uq_case_item"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    item_hash: Mapped[str] = mapped_column(ForeignKey("items.hash"))
+    position: Mapped[int] = mapped_column(Integer)
+    case_group: Mapped[str] = mapped_column(String(FILENAME_LENGTH))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    removed_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+
+
+class Draft(Base):
+    """What a reader has entered for a case but not saved yet (drawing, label, confidence,
+    note), so that a reload or a new tab loses nothing."""
+
+    __tablename__ = "drafts"
+
+    reader: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    content: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Place(Base):
+    """Where a reader last was: their study and case, to return to after a reload."""
+
+    __tablename__ = "places"
+
+    reader: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Review(Base):
+    """One reader's read of one item: label and region; a re-save is a new row with version + 1.
+
+    ``mpp`` is the microns per pixel the maps were made and scored at, ``overlap`` how much the
+    classified windows of a region overlap (None for a patch). ``is_reference`` marks an
+    imported reference annotation (reader ``reference:<file>``), stored by ``imported_by``.
+    Reader studies: ``study_id`` and ``case_id``; ``read_kind`` (READ_KINDS); ``blinded`` and
+    ``visible`` (what the reader could see: a list of 'image', 'predictions', 'maps',
+    'model names'); ``confidence`` 1-5; ``no_region`` (the reader said so explicitly; scores
+    are then None); ``parent_id`` (an aided read's unaided read); ``anonymised`` (the letters
+    the maps were shown under: letter -> model); ``best_map`` (the letter or model the reader
+    rated as matching their region best); ``label_set``.
     """
 
     __tablename__ = "reviews"
-    __table_args__ = (UniqueConstraint("item_hash", "reader", "version", name="uq_review_version"),)
+    __table_args__ = (
+        UniqueConstraint("item_hash", "reader", "version", name="uq_review_version"),
+        CheckConstraint(
+            "read_kind IN ('unaided', 'aided', 'open', 'reference')", name="ck_reviews_read_kind"
+        ),
+        CheckConstraint(
+            "confidence IS NULL OR (confidence >= 1 AND confidence <= 5)",
+            name="ck_reviews_confidence",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     item_hash: Mapped[str] = mapped_column(ForeignKey("items.hash"), index=True)
@@ -84,6 +196,17 @@ class Review(Base):
     overlap: Mapped[float | None] = mapped_column(Float, nullable=True)
     is_reference: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     imported_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), nullable=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True)
+    read_kind: Mapped[str] = mapped_column(String(16), server_default="open", default="open")
+    blinded: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    visible: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    no_region: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"), nullable=True)
+    anonymised: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    best_map: Mapped[str | None] = mapped_column(String(LABEL_LENGTH), nullable=True)
+    label_set: Mapped[str | None] = mapped_column(String(LABEL_LENGTH), nullable=True)
 
 
 class Prediction(Base):

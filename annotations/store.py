@@ -42,9 +42,35 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from annotations.blobs import ENV_BLOBS, BlobError, blob_store
 from annotations.masks import mask_to_png, png_to_mask
-from annotations.records import ReviewRecord, SavedReview, validate
-from annotations.schema import TABLES, Item, Prediction, Review, Score
+from annotations.records import (
+    CaseRecord,
+    ItemRecord,
+    ReaderRecord,
+    ReviewRecord,
+    SavedReview,
+    StudyRecord,
+    check_text,
+    content_hash,
+    validate,
+)
+from annotations.schema import (
+    BLINDING,
+    FILENAME_LENGTH,
+    NAME_LENGTH,
+    ROLES,
+    TABLES,
+    Case,
+    Draft,
+    Item,
+    Place,
+    Prediction,
+    Reader,
+    Review,
+    Score,
+    Study,
+)
 from annotations.scores import SCORE_NAMES
 
 ENV_URL = "LRAN_REVIEW_DB"
@@ -95,7 +121,7 @@ class Store:
     opened, is not an LRAN Review database, or was written by a newer release.
     """
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, blobs: str | None = None) -> None:
         self.url = url or default_url()
         try:
             self.engine = create_engine(self.url)
@@ -111,6 +137,9 @@ class Store:
         self._write_engine = self.engine.execution_options(lran_begin="BEGIN IMMEDIATE")
         self._migrate()
         self._identity = self._file_identity()
+        self.blobs = blob_store(
+            blobs if blobs is not None else os.environ.get(ENV_BLOBS), self._file
+        )
 
     def __repr__(self) -> str:
         return f"Store({self._label!r})"
@@ -219,53 +248,49 @@ class Store:
         mask = validate(rec)
         png = mask_to_png(mask)
         geojson = json.dumps(rec.geojson)
-        self._check_file()
-        try:
-            with Session(self._write_engine) as session, session.begin():
-                saved = self._insert(session, rec, png, geojson)
-        except ValueError:
-            raise
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._fail("write to", exc) from exc
-        self._check_file()
+        with self.writing() as session:
+            saved = self._insert(session, rec, png, geojson)
         return saved
 
     def _insert(self, session: Session, rec: ReviewRecord, png: bytes, geojson: str) -> SavedReview:
         now = datetime.now(UTC)
-        values = {
-            "hash": rec.item_hash,
-            "filename": rec.filename,
-            "width": int(rec.width),
-            "height": int(rec.height),
-            "kind": rec.kind,
-            "mpp": rec.mpp,
-            "created_at": now,
-        }
-        dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite  # type: ignore[union-attr]
-        session.execute(dialect.insert(Item).values(**values).on_conflict_do_nothing())
         # The item row is the lock that orders concurrent saves of one item (PostgreSQL; SQLite
         # already serialises writers at BEGIN IMMEDIATE): each sees the previous version.
-        item = session.execute(
-            select(Item).where(Item.hash == rec.item_hash).with_for_update()
-        ).scalar_one()
-        if (item.width, item.height) != (rec.width, rec.height):
-            raise ValueError(
-                f"item {rec.item_hash[:12]} is stored as {item.width} x {item.height} px but this "
-                f"review says {rec.width} x {rec.height}"
-            )
+        item = ItemRecord(rec.item_hash, rec.filename, rec.width, rec.height, rec.kind, rec.mpp)
+        self._ensure_item(session, item, now)
         latest = session.execute(
             select(func.max(Review.version)).where(
                 Review.item_hash == rec.item_hash, Review.reader == rec.reader
             )
         ).scalar_one()
         version = (latest or 0) + 1
+        if rec.read_kind == "unaided":
+            # The unaided read is the reference every later read is compared with: one per
+            # reader and case, locked once saved.
+            earlier = session.execute(
+                select(Review.id).where(
+                    Review.case_id == rec.case_id,
+                    Review.reader == rec.reader,
+                    Review.read_kind == "unaided",
+                )
+            ).first()
+            if earlier is not None:
+                raise ValueError(
+                    "the unaided read of this case is saved and locked; save an aided read"
+                )
+        if rec.parent_id is not None:
+            parent = session.get(Review, rec.parent_id)
+            if parent is None or (parent.reader, parent.item_hash) != (rec.reader, rec.item_hash):
+                raise ValueError(
+                    "an aided read's parent must be the same reader's read of the item"
+                )
         review = Review(
             item_hash=rec.item_hash,
             reader=rec.reader,
             model_set=rec.model_set,
             label=rec.label,
             version=version,
-            created_at=now,
+            created_at=rec.created_at or now,
             mask_png=png,
             geojson=geojson,
             note=rec.note,
@@ -273,6 +298,17 @@ class Store:
             overlap=rec.overlap,
             is_reference=rec.is_reference,
             imported_by=rec.imported_by,
+            study_id=rec.study_id,
+            case_id=rec.case_id,
+            read_kind=rec.read_kind,
+            blinded=rec.blinded,
+            visible=list(rec.visible),
+            confidence=None if rec.confidence is None else int(rec.confidence),
+            no_region=rec.no_region,
+            parent_id=rec.parent_id,
+            anonymised=rec.anonymised,
+            best_map=rec.best_map,
+            label_set=rec.label_set,
         )
         session.add(review)
         session.flush()
@@ -320,6 +356,7 @@ class Store:
         item_hash: str | None,
         latest_only: bool,
         references: bool,
+        study_id: int | None = None,
     ) -> Select[Any]:
         query: Select[Any] = select(  # type: ignore[assignment]
             Review.id.label("review_id"),
@@ -338,6 +375,17 @@ class Store:
             Review.version,
             Review.created_at,
             Review.note,
+            Review.study_id,
+            Review.case_id,
+            Review.read_kind,
+            Review.blinded,
+            Review.visible,
+            Review.confidence,
+            Review.no_region,
+            Review.parent_id,
+            Review.anonymised,
+            Review.best_map,
+            Review.label_set,
         ).join(Item, Item.hash == Review.item_hash)
         if reader is not None:
             query = query.where(Review.reader == reader)
@@ -345,22 +393,28 @@ class Store:
             query = query.where(Review.model_set == model_set)
         if item_hash is not None:
             query = query.where(Review.item_hash == item_hash)
+        if study_id is not None:
+            query = query.where(Review.study_id == study_id)
         if not references:
             query = query.where(Review.is_reference.is_(False))
         if latest_only:
+            # A reader's last version of each kind of read of an item (an aided read does not
+            # hide the unaided one it followed).
             latest = (
                 select(
                     Review.item_hash.label("h"),
                     Review.reader.label("r"),
+                    Review.read_kind.label("k"),
                     func.max(Review.version).label("v"),
                 )
-                .group_by(Review.item_hash, Review.reader)
+                .group_by(Review.item_hash, Review.reader, Review.read_kind)
                 .subquery()
             )
             query = query.join(
                 latest,
                 (latest.c.h == Review.item_hash)
                 & (latest.c.r == Review.reader)
+                & (latest.c.k == Review.read_kind)
                 & (latest.c.v == Review.version),
             )
         return query
@@ -373,8 +427,9 @@ class Store:
         if "created_at" in frame:
             # SQLite returns naive datetimes; every timestamp here was written in UTC.
             frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-        if "is_reference" in frame:
-            frame["is_reference"] = frame["is_reference"].astype(bool)
+        for flag in ("is_reference", "blinded", "no_region"):
+            if flag in frame:
+                frame[flag] = frame[flag].astype(bool)
         return frame
 
     def reviews_frame(
@@ -384,6 +439,7 @@ class Store:
         item_hash: str | None = None,
         latest_only: bool = False,
         references: bool = True,
+        study_id: int | None = None,
     ) -> pd.DataFrame:
         """One row per review, ordered by review_id, with columns review_id, item_hash,
         filename, width, height, kind, mpp, overlap, reader, is_reference, imported_by,
@@ -392,7 +448,7 @@ class Store:
         Filters: ``reader``, ``model_set``, ``item_hash``; ``latest_only`` keeps each reader's
         last version per item; ``references=False`` leaves imported references out.
         """
-        query = self._review_query(reader, model_set, item_hash, latest_only, references)
+        query = self._review_query(reader, model_set, item_hash, latest_only, references, study_id)
         return self._frame(query.order_by(Review.id))
 
     def predictions_frame(
@@ -402,11 +458,14 @@ class Store:
         item_hash: str | None = None,
         latest_only: bool = False,
         references: bool = True,
+        study_id: int | None = None,
     ) -> pd.DataFrame:
         """One row per (review, model): the columns of :meth:`reviews_frame` plus model,
         predicted_class, probabilities (dict class -> probability) and one column ``p_<class>``
         per class name seen."""
-        base = self._review_query(reader, model_set, item_hash, latest_only, references).subquery()
+        base = self._review_query(
+            reader, model_set, item_hash, latest_only, references, study_id
+        ).subquery()
         query = (
             select(base, Prediction.model, Prediction.predicted_class, Prediction.probabilities)
             .join(Prediction, Prediction.review_id == base.c.review_id)
@@ -425,11 +484,14 @@ class Store:
         item_hash: str | None = None,
         latest_only: bool = False,
         references: bool = True,
+        study_id: int | None = None,
     ) -> pd.DataFrame:
         """One row per (review, model, map): the columns of :meth:`reviews_frame` plus model,
         map, cam_class, tolerance_px, tolerance_um and one column per name in SCORE_NAMES:
         pointing_game as pandas "boolean", the others float, undefined ones <NA> / NaN."""
-        base = self._review_query(reader, model_set, item_hash, latest_only, references).subquery()
+        base = self._review_query(
+            reader, model_set, item_hash, latest_only, references, study_id
+        ).subquery()
         score_cols = [getattr(Score, name) for name in SCORE_NAMES]
         query = (
             select(
@@ -475,6 +537,320 @@ class Store:
         """Hashes of every item with at least one stored review, sorted."""
         with self._reading() as session:
             return list(session.execute(select(Item.hash).order_by(Item.hash)).scalars())
+
+    # -----------------------------------------------------------------------------------------
+    # Studies and their cases
+
+    @contextmanager
+    def writing(self, action: str = "write to") -> Iterator[Session]:
+        """A write transaction on the database (see :meth:`save_review` for the guarantees):
+        committed when the block ends, rolled back on an exception. ValueError passes through;
+        database failures become StoreError."""
+        self._check_file()
+        try:
+            with Session(self._write_engine) as session, session.begin():
+                yield session
+        except (ValueError, StoreError, BlobError):
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._fail(action, exc) from exc
+        self._check_file()
+
+    def create_study(
+        self,
+        name: str,
+        label_set: str,
+        blinding: str,
+        model_set: str,
+        anonymise: bool = False,
+        created_by: str | None = None,
+    ) -> StudyRecord:
+        """Creates a study; ValueError when the name is taken or a value is not allowed."""
+        name = name.strip()
+        if not name or len(name) > NAME_LENGTH:
+            raise ValueError(f"a study needs a name of 1 to {NAME_LENGTH} characters")
+        if blinding not in BLINDING:
+            raise ValueError(f"blinding must be one of {BLINDING}, got {blinding!r}")
+        with self.writing() as session:
+            if session.execute(select(Study.id).where(Study.name == name)).first():
+                raise ValueError(f"a study named {name!r} exists already")
+            study = Study(
+                name=name,
+                label_set=label_set,
+                blinding=blinding,
+                anonymise=anonymise,
+                model_set=model_set,
+                created_at=datetime.now(UTC),
+                created_by=created_by,
+            )
+            session.add(study)
+            session.flush()
+            return _study(study)
+
+    def studies(self) -> list[StudyRecord]:
+        """Every study, oldest first."""
+        with self._reading() as session:
+            return [_study(s) for s in session.execute(select(Study).order_by(Study.id)).scalars()]
+
+    def study(self, study_id: int) -> StudyRecord:
+        """One study; KeyError when there is none with that id."""
+        with self._reading() as session:
+            found = session.get(Study, int(study_id))
+            if found is None:
+                raise KeyError(f"no study with id {study_id}")
+            return _study(found)
+
+    def add_case(
+        self, study_id: int, item: ItemRecord, data: bytes, group: str, added_by: str | None
+    ) -> tuple[CaseRecord, bool]:
+        """Adds an image to a study as a case at the end of its worklist, keeping its bytes
+        (once, by content hash). Gives the case and whether it is new; an image already in the
+        study is not added twice (a removed one comes back, its reads intact)."""
+        if content_hash(data) != item.item_hash:
+            raise ValueError("the image's bytes do not match its hash")
+        now = datetime.now(UTC)
+        with self.writing() as session:
+            self._ensure_item(session, item, now)
+            self.blobs.put(session, item.item_hash, data)
+            case = session.execute(
+                select(Case).where(Case.study_id == study_id, Case.item_hash == item.item_hash)
+            ).scalar()
+            new = case is None
+            if case is None:
+                last = session.execute(
+                    select(func.max(Case.position)).where(Case.study_id == study_id)
+                ).scalar()
+                case = Case(
+                    study_id=study_id,
+                    item_hash=item.item_hash,
+                    position=0 if last is None else last + 1,
+                    case_group=group[:FILENAME_LENGTH],
+                    added_at=now,
+                    added_by=added_by,
+                )
+                session.add(case)
+            elif case.removed_at is not None:
+                case.removed_at, case.removed_by, new = None, None, True
+            session.flush()
+            return _case(case, session.get(Item, item.item_hash)), new
+
+    def _ensure_item(self, session: Session, item: ItemRecord, now: datetime) -> Item:
+        values = {
+            "hash": item.item_hash,
+            "filename": item.filename[:FILENAME_LENGTH],
+            "width": int(item.width),
+            "height": int(item.height),
+            "kind": item.kind,
+            "mpp": item.mpp,
+            "created_at": now,
+        }
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(dialect.insert(Item).values(**values).on_conflict_do_nothing())
+        stored = session.execute(
+            select(Item).where(Item.hash == item.item_hash).with_for_update()
+        ).scalar_one()
+        if (stored.width, stored.height) != (item.width, item.height):
+            raise ValueError(
+                f"item {item.item_hash[:12]} is stored as {stored.width} x {stored.height} px "
+                f"but this review says {item.width} x {item.height}"
+            )
+        return stored
+
+    def remove_case(self, case_id: int, removed_by: str | None) -> None:
+        """Removes a case from its study's worklist (a soft delete: its reads are kept)."""
+        with self.writing() as session:
+            case = session.get(Case, int(case_id))
+            if case is None:
+                raise KeyError(f"no case with id {case_id}")
+            case.removed_at, case.removed_by = datetime.now(UTC), removed_by
+
+    def cases(self, study_id: int, removed: bool = False) -> list[CaseRecord]:
+        """A study's cases in worklist order (removed ones too with ``removed``)."""
+        query = (
+            select(Case, Item)
+            .join(Item, Item.hash == Case.item_hash)
+            .where(Case.study_id == study_id)
+            .order_by(Case.position)
+        )
+        if not removed:
+            query = query.where(Case.removed_at.is_(None))
+        with self._reading() as session:
+            return [_case(case, item) for case, item in session.execute(query).all()]
+
+    def case(self, case_id: int) -> CaseRecord:
+        """One case; KeyError when there is none with that id."""
+        with self._reading() as session:
+            found = session.get(Case, int(case_id))
+            if found is None:
+                raise KeyError(f"no case with id {case_id}")
+            return _case(found, session.get(Item, found.item_hash))
+
+    def image_bytes(self, item_hash: str) -> bytes | None:
+        """The kept bytes of an image, None when they were never kept (a first-release
+        review); BlobError when they are corrupt."""
+        with self._reading() as session:
+            return self.blobs.get(session, item_hash)
+
+    def read_status(self, study_id: int, reader: str) -> dict[int, dict[str, int]]:
+        """Per case id of a study: the id of ``reader``'s latest read of each kind
+        ('unaided', 'aided', 'open')."""
+        query = (
+            select(Review.case_id, Review.read_kind, func.max(Review.id))
+            .where(
+                Review.study_id == study_id, Review.reader == reader, Review.case_id.is_not(None)
+            )
+            .group_by(Review.case_id, Review.read_kind)
+        )
+        out: dict[int, dict[str, int]] = {}
+        with self._reading() as session:
+            for case_id, kind, review_id in session.execute(query).all():
+                if case_id is not None:
+                    out.setdefault(int(case_id), {})[kind] = int(review_id)
+        return out
+
+    # -----------------------------------------------------------------------------------------
+    # What a reader has not saved yet, and where they were
+
+    def save_draft(self, reader: str, case_id: int, content: dict[str, Any]) -> None:
+        """Keeps a reader's unsaved work on a case (JSON-able), replacing the previous draft."""
+        text_ = json.dumps(content)
+        with self.writing() as session:
+            draft = session.get(Draft, (reader, int(case_id)))
+            if draft is None:
+                session.add(
+                    Draft(
+                        reader=reader,
+                        case_id=int(case_id),
+                        content=text_,
+                        updated_at=datetime.now(UTC),
+                    )
+                )
+            else:
+                draft.content, draft.updated_at = text_, datetime.now(UTC)
+
+    def draft(self, reader: str, case_id: int) -> dict[str, Any] | None:
+        """The reader's unsaved work on a case, None when there is none."""
+        with self._reading() as session:
+            found = session.get(Draft, (reader, int(case_id)))
+            return None if found is None else dict(json.loads(found.content))
+
+    def drop_draft(self, reader: str, case_id: int) -> None:
+        """Forgets a draft (after its read was saved)."""
+        with self.writing() as session:
+            found = session.get(Draft, (reader, int(case_id)))
+            if found is not None:
+                session.delete(found)
+
+    def set_place(self, reader: str, study_id: int, case_id: int | None) -> None:
+        """Remembers where a reader is: their study and case."""
+        with self.writing() as session:
+            place = session.get(Place, reader)
+            if place is None:
+                session.add(
+                    Place(
+                        reader=reader,
+                        study_id=study_id,
+                        case_id=case_id,
+                        updated_at=datetime.now(UTC),
+                    )
+                )
+            else:
+                place.study_id, place.case_id = study_id, case_id
+                place.updated_at = datetime.now(UTC)
+
+    def place(self, reader: str) -> tuple[int, int | None] | None:
+        """Where a reader last was: (study id, case id or None), None for a new reader."""
+        with self._reading() as session:
+            found = session.get(Place, reader)
+            return None if found is None else (found.study_id, found.case_id)
+
+    def last_reader(self) -> str | None:
+        """The reader who moved most recently (the local, single-user start's default)."""
+        with self._reading() as session:
+            return session.execute(
+                select(Place.reader).order_by(Place.updated_at.desc()).limit(1)
+            ).scalar()
+
+    # -----------------------------------------------------------------------------------------
+    # Accounts
+
+    def add_reader(self, name: str, password_hash: str | None, role: str = "reader") -> None:
+        """Creates an account; ValueError when the name is taken or the role unknown."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        check_text(name, "name", NAME_LENGTH)
+        with self.writing() as session:
+            if session.get(Reader, name) is not None:
+                raise ValueError(f"an account named {name!r} exists already")
+            session.add(
+                Reader(
+                    name=name, password_hash=password_hash, role=role, created_at=datetime.now(UTC)
+                )
+            )
+
+    def update_reader(
+        self,
+        name: str,
+        *,
+        password_hash: str | None = None,
+        role: str | None = None,
+        disabled: bool | None = None,
+    ) -> None:
+        """Changes an account's password hash, role or disabled flag; KeyError when unknown."""
+        with self.writing() as session:
+            found = session.get(Reader, name)
+            if found is None:
+                raise KeyError(f"no account named {name!r}")
+            if password_hash is not None:
+                found.password_hash = password_hash
+            if role is not None:
+                if role not in ROLES:
+                    raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+                found.role = role
+            if disabled is not None:
+                found.disabled = disabled
+
+    def reader(self, name: str) -> ReaderRecord | None:
+        """An account, None when there is none of that name."""
+        with self._reading() as session:
+            found = session.get(Reader, name)
+            return None if found is None else _reader(found)
+
+    def readers(self) -> list[ReaderRecord]:
+        """Every account, by name."""
+        with self._reading() as session:
+            return [
+                _reader(r) for r in session.execute(select(Reader).order_by(Reader.name)).scalars()
+            ]
+
+
+def _study(study: Study) -> StudyRecord:
+    return StudyRecord(
+        study_id=study.id,
+        name=study.name,
+        label_set=study.label_set,
+        blinding=study.blinding,
+        anonymise=bool(study.anonymise),
+        model_set=study.model_set,
+        created_at=study.created_at,
+        created_by=study.created_by,
+    )
+
+
+def _case(case: Case, item: Item | None) -> CaseRecord:
+    assert item is not None  # a case's item is a foreign key
+    return CaseRecord(
+        case_id=case.id,
+        study_id=case.study_id,
+        item=ItemRecord(item.hash, item.filename, item.width, item.height, item.kind, item.mpp),
+        position=case.position,
+        group=case.case_group,
+        removed=case.removed_at is not None,
+    )
+
+
+def _reader(reader: Reader) -> ReaderRecord:
+    return ReaderRecord(reader.name, reader.password_hash, reader.role, bool(reader.disabled))
 
 
 def _sqlite_file(engine: Engine) -> Path | None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import random
 import re
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,103 @@ class ImageReadError(ValueError):
     """A file that cannot be used as an image; the message names it and says why."""
 
 
+class MultiPageWarning(UserWarning):
+    """:func:`load_image` decoded only the first page (frame) of a file that holds several.
+
+    The message names the file and says "page 1 of N is used". Callers that show images to
+    people (the app) should tell them; :func:`describe_image` gives the page count up front.
+    """
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a file's header says, without decoding its pixels (see :func:`describe_image`).
+
+    ``width`` x ``height`` and ``mode`` (PIL's, e.g. ``RGB``, ``I;16``) are those of page 1,
+    the page :func:`load_image` decodes; ``pages`` is how many pages (TIFF) or frames (GIF,
+    APNG, MPO) the file holds; ``format`` is PIL's name of the format (``TIFF``, ``PNG``).
+    """
+
+    width: int
+    height: int
+    mode: str
+    format: str | None
+    pages: int
+
+    @property
+    def multi_page(self) -> bool:
+        """Whether pages after the first are left out when the file is decoded."""
+        return self.pages > 1
+
+
+# Decoder failures, any of which means a corrupt file. EOFError: PIL's signal that a page
+# (IFD) chain ends inside the file.
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+@contextmanager
+def _reading(label: str) -> Iterator[None]:
+    """Turns what decoders raise into ImageReadError naming the file."""
+    try:
+        with warnings.catch_warnings():
+            # Our own limit (max_pixels) is checked from the header alone.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{label}: refused as a decompression bomb ({err})") from err
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"{label}: not a readable image file") from err
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{label}: no such file") from err
+    except _DECODER_ERRORS as err:
+        raise ImageReadError(f"{label}: corrupt or truncated image ({err})") from err
+
+
+def _label(source: bytes | str | Path, name: str | None) -> str:
+    return name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+
+
+def _pages(source: bytes | str | Path) -> int:
+    """How many pages (TIFF IFDs) or frames a file holds; 1 for single-image formats.
+
+    Walks the file in an image of its own, so the caller's image stays on page 1. A later page
+    that PIL cannot parse (a truncated chain, an exotic thumbnail or label page) still counts
+    and ends the walk: page 1 is usable, so such a file is not refused for it.
+    """
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    with Image.open(fp) as img, warnings.catch_warnings():
+        # PIL warns ("Corrupt EXIF data") about each broken header it reads on the way; the
+        # page count, reported by the caller, is what matters here.
+        warnings.simplefilter("ignore")
+        count = 1
+        try:
+            while True:
+                img.seek(count)  # EOFError past the last page; PIL stops at an IFD cycle
+                count += 1
+        except EOFError:
+            return count
+        except Exception:  # any other error: page count + 1 exists but does not parse
+            return count + 1
+
+
+def describe_image(source: bytes | str | Path, name: str | None = None) -> ImageInfo:
+    """Reads a file's header: page-1 size and mode, format, and the number of pages.
+
+    Takes a path or the file's bytes (``name`` is used in messages). Decodes no pixels, so it
+    is cheap for any file; raises ImageReadError for a file that is not a readable image.
+    Use it to tell a reader that only page 1 of a multi-page TIFF is shown (``pages > 1``).
+    """
+    label = _label(source, name)
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    with _reading(label):
+        with Image.open(fp) as img:
+            width, height = img.size
+            mode, format_ = img.mode, img.format
+        return ImageInfo(width, height, mode, format_, _pages(source))
+
+
 def load_image(
     source: bytes | str | Path,
     name: str | None = None,
@@ -75,36 +174,32 @@ def load_image(
     Raises ImageReadError for a file that is not an image, is truncated, has more than
     ``max_pixels`` pixels (a decompression bomb), or is smaller than ``min_side`` on a side
     (datasets pass 1: IDC's edge patches, e.g. 50 x 6, are padded, not refused).
+
+    A file of several pages (multi-page TIFF) or frames is decoded at page 1, with a
+    :class:`MultiPageWarning` "<file>: page 1 of N is used" (see also :func:`describe_image`).
     """
-    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    label = _label(source, name)
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
-    try:
-        with warnings.catch_warnings():
-            # Our own limit (max_pixels) is checked below from the header alone.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(fp)
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageReadError(
-                    f"{label}: {width} x {height} = {width * height:,} pixels is more than the "
-                    f"limit of {max_pixels:,} (decompression bomb?)"
-                )
-            img.load()
-    except ImageReadError:
-        raise
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{label}: refused as a decompression bomb ({err})") from err
-    except UnidentifiedImageError as err:
-        raise ImageReadError(f"{label}: not a readable image file") from err
-    except FileNotFoundError as err:
-        raise ImageReadError(f"{label}: no such file") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{label}: corrupt or truncated image ({err})") from err
-    if min(width, height) < min_side:
-        raise ImageReadError(
-            f"{label}: {width} x {height} pixels is too small (at least {min_side} on a side)"
+    with _reading(label), Image.open(fp) as img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageReadError(
+                f"{label}: {width} x {height} = {width * height:,} pixels is more than the "
+                f"limit of {max_pixels:,} (decompression bomb?)"
+            )
+        img.load()
+        if min(width, height) < min_side:
+            raise ImageReadError(
+                f"{label}: {width} x {height} pixels is too small (at least {min_side} on a side)"
+            )
+        rgb = _to_rgb8(img)
+    with _reading(label):
+        pages = _pages(source)
+    if pages > 1:
+        warnings.warn(
+            f"{label}: {pages} pages; page 1 of {pages} is used", MultiPageWarning, stacklevel=2
         )
-    return _to_rgb8(img)
+    return rgb
 
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
@@ -123,24 +218,45 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+# Micrometres per ResolutionUnit (TIFF tag 296): 2 inch, 3 centimetre. 1 ("no absolute
+# unit") and anything else say nothing about microns.
+_MICRONS_PER_UNIT = {2: 25400.0, 3: 10000.0}
+
+
 def read_mpp(source: bytes | str | Path) -> float | None:
-    """Microns per pixel from TIFF resolution tags (or PNG/JPEG dpi), None when absent."""
+    """Microns per pixel from TIFF resolution tags (or PNG/JPEG dpi), None when unknown.
+
+    Unknown: no tags, a ResolutionUnit other than inch (2) or centimetre (3), or a resolution
+    that is not a finite positive number (XResolution inf, 0, NaN, negative), so the result is
+    never 0.0, inf or NaN. Page 1's tags are used (the page :func:`load_image` decodes).
+    """
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        with Image.open(fp) as img:
+        # Only tags are read: the pixel count does not matter here (load_image checks it).
+        with warnings.catch_warnings(), Image.open(fp) as img:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             tags = getattr(img, "tag_v2", None)
             if tags is not None and 282 in tags:
-                xres = float(tags[282])
-                unit = tags.get(296, 2)
-                per_um = {2: 25400.0, 3: 10000.0}.get(int(unit))
-                return per_um / xres if per_um and xres > 0 else None
+                unit = tags.get(296, 2)  # TIFF's default unit is the inch
+                per_unit = _MICRONS_PER_UNIT.get(unit) if isinstance(unit, int) else None
+                return _mpp(per_unit, float(tags[282])) if per_unit else None
             dpi = img.info.get("dpi")
             # 72 and 96 dpi are screen defaults written by tools, not a scanner's resolution.
             if dpi and float(dpi[0]) > 96:
-                return 25400.0 / float(dpi[0])
-    except (OSError, UnidentifiedImageError, ValueError, ZeroDivisionError):
+                return _mpp(25400.0, float(dpi[0]))
+    except (*_DECODER_ERRORS, TypeError, ZeroDivisionError, Image.DecompressionBombError):
+        # TypeError: a tag of the wrong kind (e.g. a list where a number belongs).
         return None
     return None
+
+
+def _mpp(microns_per_unit: float, pixels_per_unit: float) -> float | None:
+    """Microns per pixel, or None unless both it and the resolution are finite and positive."""
+    if not (math.isfinite(pixels_per_unit) and pixels_per_unit > 0):
+        return None
+    mpp = microns_per_unit / pixels_per_unit
+    # A tiny positive resolution (1e-310) still overflows to inf.
+    return mpp if math.isfinite(mpp) and mpp > 0 else None
 
 
 def pad_to(rgb: np.ndarray, height: int, width: int, fill: int = 255) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,8 @@ def write_report(results: dict[str, Any], path: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: evaluates, prints the headline figures, writes JSON (and HTML)."""
+    """Command line: evaluates, prints the headline figures, writes JSON (and HTML); gives the
+    results. Refused input ends with ``error: <reason>`` on stderr and exit status 2."""
     p = argparse.ArgumentParser(
         prog="python -m lran_core.evaluate",
         description=__doc__,
@@ -208,11 +210,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--max-maps", type=int, default=512, help="with --maps: images per class")
     args = p.parse_args(argv)
-    model = load_model(args.model, args.device)
-    fold = (args.folds, args.fold, args.seed) if args.folds >= 2 else None
-    results = evaluate(
-        model, args.data, args.batch_size, args.device, fold, args.maps, args.centre, args.max_maps
-    )
+    try:
+        if args.folds >= 2 and not 0 <= args.fold < args.folds:
+            # Checked here: evaluate() would index the folds with it, and -1 would pass silently.
+            raise ValueError(
+                f"--fold {args.fold} is not one of the {args.folds} folds (0 to {args.folds - 1})"
+            )
+        model = load_model(args.model, args.device)
+        fold = (args.folds, args.fold, args.seed) if args.folds >= 2 else None
+        results = evaluate(
+            model,
+            args.data,
+            args.batch_size,
+            args.device,
+            fold,
+            args.maps,
+            args.centre,
+            args.max_maps,
+        )
+    except (FileNotFoundError, PermissionError, ValueError) as err:
+        # Refused input: an unreadable checkpoint (CheckpointError is a ValueError,
+        # NoWeightsError a FileNotFoundError), a missing or malformed data folder, classes that
+        # differ. One line and status 2, not a traceback.
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from err
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1, default=_jsonable))
     if args.report:
@@ -231,5 +252,11 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``lran-evaluate`` console script: :func:`main` without its return value (which a
+    console script would print and take for a failure)."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

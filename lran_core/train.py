@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from .checkpoint import save_checkpoint
+from .checkpoint import parse_meta, save_checkpoint
 from .data import (
     IDC_MPP,
     IDC_NATIVE,
@@ -439,9 +439,45 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: parses the options and runs :func:`train`."""
-    return train(parse_args(argv))
+    """Command line: parses the options and runs :func:`train`; gives its record.
+
+    Refused input (a missing or malformed data folder, classes that differ, a fold that does not
+    exist, values a checkpoint may not hold) ends with one line ``error: <reason>`` on stderr
+    and exit status 2 (SystemExit), not a traceback.
+    """
+    c = parse_args(argv)
+    try:
+        if c.folds >= 2 and not 0 <= c.fold < c.folds:
+            # Checked here: train() would index the folds with it, and -1 would pass silently.
+            raise ValueError(
+                f"--fold {c.fold} is not one of the {c.folds} folds (0 to {c.folds - 1})"
+            )
+        # What the checkpoints will hold, checked by the loader's rules before any training, so
+        # that a run never ends in files that cannot be loaded. Class names come from the data
+        # folder when not given; the placeholders only stand in for the check.
+        parse_meta(
+            {
+                "variant": c.model,
+                "options": c.options,
+                "class_names": c.class_names or ["class_0", "class_1"],
+                "input_size": c.input_size,
+                "mpp": c.mpp,
+                "native_size": c.native_size,
+            },
+            "lran-train options",
+        )
+        return train(c)
+    except (FileNotFoundError, PermissionError, ValueError) as err:
+        # ValueError covers CheckpointError and ImageReadError; FileNotFoundError NoWeightsError.
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from err
+
+
+def cli() -> None:
+    """The ``lran-train`` console script: :func:`main` without its return value (which a
+    console script would print and take for a failure)."""
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

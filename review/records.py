@@ -3,6 +3,7 @@ reference annotation's scores. Built here, once, for the app and the command lin
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,46 @@ from review.scoring import DEFAULT_TOLERANCE_UM, score_maps
 # them alike; references are white, as outlined in the app.
 READER_RGB = (0, 229, 255)
 REFERENCE_RGB = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class Read:
+    """How a read was made, stored with it: its study and case; ``kind`` ('unaided': blinded,
+    only the image visible; 'aided': after the reveal, ``parent_id`` its unaided read; 'open':
+    an unblinded study); ``visible`` (what was on screen); the reader's ``confidence`` (1-5)
+    and ``note``; ``no_region`` (the reader said there is none); ``anonymised`` (letter ->
+    model the maps were shown under); ``best_map`` (the map the reader rated as matching their
+    region best); ``label_set``."""
+
+    study_id: int | None = None
+    case_id: int | None = None
+    kind: str = "open"
+    blinded: bool = False
+    visible: tuple[str, ...] = ()
+    confidence: int | None = None
+    note: str | None = None
+    no_region: bool = False
+    parent_id: int | None = None
+    anonymised: dict[str, str] | None = field(default=None)
+    best_map: str | None = None
+    label_set: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The ReviewRecord fields this read sets."""
+        return {
+            "study_id": self.study_id,
+            "case_id": self.case_id,
+            "read_kind": self.kind,
+            "blinded": self.blinded,
+            "visible": list(self.visible),
+            "confidence": self.confidence,
+            "note": self.note,
+            "no_region": self.no_region,
+            "parent_id": self.parent_id,
+            "anonymised": self.anonymised,
+            "best_map": self.best_map,
+            "label_set": self.label_set,
+        }
 
 
 def region_geojson(
@@ -55,11 +96,12 @@ def patch_record(
     mask: np.ndarray,
     outputs: list[PatchMaps],
     target: int | None,
+    read: Read = Read(),
     tolerance_um: float = DEFAULT_TOLERANCE_UM,
-    note: str | None = None,
 ) -> ReviewRecord:
     """A reader's review of a patch: the models' probabilities, and every map (CAM of
-    ``target``, or of each model's predicted class, attention, gates) scored against ``mask``."""
+    ``target``, or of each model's predicted class, attention, gates) scored against ``mask``
+    (every score None when the mask is empty)."""
     maps = {out.variant: out.maps(target) for out in outputs}
     return ReviewRecord(
         item_hash=item.item_hash,
@@ -77,7 +119,7 @@ def patch_record(
         predictions=patch_predictions(outputs),
         scores=score_maps(maps, mask, item.mpp, tolerance_um),
         mpp=item.mpp,
-        note=note,
+        **read.fields(),
     )
 
 
@@ -89,8 +131,8 @@ def region_record(
     label: str,
     mask: np.ndarray,
     result: RegionResult,
+    read: Read = Read(),
     tolerance_um: float = DEFAULT_TOLERANCE_UM,
-    note: str | None = None,
 ) -> ReviewRecord:
     """A reader's review of a region: each model's area-weighted mean probabilities, and its
     probability, CAM and attention maps scored on the whole region at full resolution."""
@@ -111,7 +153,7 @@ def region_record(
         scores=score_maps(result.layers(), mask, result.mpp, tolerance_um),
         mpp=result.mpp,
         overlap=result.overlap,
-        note=note,
+        **read.fields(),
     )
 
 
@@ -131,6 +173,8 @@ def reference_record(
     importer: str,
     model_set: str,
     result: RegionResult,
+    study_id: int | None = None,
+    case_id: int | None = None,
     tolerance_um: float = DEFAULT_TOLERANCE_UM,
 ) -> ReviewRecord:
     """An imported reference's region and every model's maps scored against it, stored as a
@@ -156,5 +200,9 @@ def reference_record(
         note=f"{reference.source} {reference.filename} (sha256 {reference.data_hash[:16]}); "
         "region = labels above 0",
         is_reference=True,
+        read_kind="reference",
         imported_by=importer,
+        study_id=study_id,
+        case_id=case_id,
+        visible=["image", "predictions", "maps", "model names"],
     )

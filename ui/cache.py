@@ -11,10 +11,11 @@ import streamlit as st
 
 from annotations.store import Store
 from review import modelsets
-from review.items import ImageItem
+from review.items import ImageItem, ImageReadError, read_image
 from review.modelsets import ModelSet
 from review.patches import PatchMaps, explain_patch
 from review.regions import RegionResult, map_model_set
+from ui import widgets
 
 # Torch threads of the app process (env LRAN_TORCH_THREADS). One patch at a time needs no more
 # than one, and the app shares the CPU with its web server, other sessions and often a
@@ -78,3 +79,26 @@ def store(url: str | None) -> Store:
 def database_url() -> str | None:
     """The review database as configured (LRAN_REVIEW_DB), None for the store's default."""
     return os.environ.get("LRAN_REVIEW_DB") or None
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
+def case_image(item_hash: str, filename: str) -> ImageItem | None:
+    """A case's image decoded from the store, once per content (kept as it is, not copied: a
+    region is tens of MB); None when its bytes were never kept (reviews made before studies)
+    or cannot be decoded."""
+    data = store(database_url()).image_bytes(item_hash)
+    if data is None:
+        return None
+    try:
+        return read_image(filename, data)
+    except ImageReadError:
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def thumbnail(item_hash: str, filename: str, side: int = 64) -> str | None:
+    """A small JPEG of a case's image as a data URL, for the worklist; None without one."""
+    item = case_image(item_hash, filename)
+    if item is None:
+        return None
+    return widgets.data_url(item.rgb, side)

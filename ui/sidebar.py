@@ -1,35 +1,59 @@
-"""The sidebar, drawn once by app.py for every page: who is reviewing, and with which model
-set. Its widgets live in the entry script, so their values outlive page switches."""
+"""The sidebar, drawn once by app.py for every page: who is reading, and in which study. Its
+widgets live in the entry script, so their values outlive page switches."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from review import modelsets
+from annotations.records import StudyRecord
+from annotations.store import StoreError
+from review.studies import default_study
+from ui import auth, cache, state, widgets
 
 
 def draw() -> None:
-    """The reader's name and the model set chooser."""
+    """Sign-in (or the reader's name) and the study chooser."""
     with st.sidebar:
-        st.text_input(
-            "Reader",
-            key="reader",
-            placeholder="your name or initials",
-            help="Stored with every review you save.",
+        person = auth.sign_in()
+        st.session_state["_person"] = person
+        try:
+            store = cache.store(cache.database_url())
+            studies = store.studies()
+            if not studies:
+                studies = [default_study(store)]
+        except StoreError as err:
+            st.error(f"The review database cannot be opened: {widgets.plain(str(err))}")
+            return
+        by_id = {s.study_id: s for s in studies}
+        current = state.study_id(person.name if person else None)
+        if current not in by_id:
+            current = default_study(store).study_id
+        st.selectbox(
+            "Study",
+            list(by_id),
+            index=list(by_id).index(current),
+            key="study_choice",
+            format_func=lambda i: by_id[i].name,
+            on_change=_chose_study,
         )
-        sets = modelsets.installed()
-        if sets:
-            st.selectbox("Model set", sets, key="model_set")
-        else:
-            st.caption("Model set: none installed")
+
+
+def _chose_study() -> None:
+    state.set_study(int(st.session_state["study_choice"]))
+
+
+def study() -> StudyRecord | None:
+    """The study chosen in the sidebar (None when the database cannot be read)."""
+    chosen = st.session_state.get("study_choice")
+    if chosen is None:
+        return None
+    try:
+        return cache.store(cache.database_url()).study(int(chosen))
+    except (StoreError, KeyError):
+        return None
 
 
 def reader() -> str:
-    """The reader's name as entered, trimmed ('' when not entered)."""
-    return (st.session_state.get("reader") or "").strip()
-
-
-def model_set() -> str | None:
-    """The chosen model set, None when no set is installed."""
-    chosen = st.session_state.get("model_set")
-    return chosen if chosen in modelsets.installed() else None
+    """The signed-in reader's name ('' when nobody is known yet)."""
+    person = auth.person()
+    return person.name if person else ""

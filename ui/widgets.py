@@ -3,6 +3,8 @@ probability table and the side-by-side map gallery, for a patch and for a region
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 
 import cv2
@@ -33,6 +35,13 @@ def plain(text: str) -> str:
     """Text from a reader or a file name, escaped for Streamlit markdown, so that it shows as
     typed (a name like ``![x](http://...)`` must not become an image fetched from elsewhere)."""
     return MARKDOWN_SPECIAL.sub(r"\\\g<0>", str(text))
+
+
+def data_url(rgb: np.ndarray, side: int) -> str:
+    """An image shrunk to ``side`` px on its longer side, as a JPEG data URL (for tables)."""
+    buffer = io.BytesIO()
+    for_display(rgb, side).save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def display_size(width: int, height: int, side: int = DISPLAY_SIDE) -> tuple[int, int]:
@@ -119,29 +128,30 @@ def show_region_grid(
                 column.image(row[model][1], caption=row[model][0])
 
 
-def probability_table(outputs: list[PatchMaps]) -> pd.DataFrame:
-    """One row per model (by display name): its prediction and the probability of every
-    class."""
+def probability_table(outputs: list[PatchMaps], titles: dict[str, str]) -> pd.DataFrame:
+    """One row per model (by its title: display name, or letter when anonymised): its
+    prediction and the probability of every class."""
     rows = []
     for out in outputs:
-        row = {"model": out.title, "prediction": out.class_names[out.predicted]}
+        row = {"model": titles[out.variant], "prediction": out.class_names[out.predicted]}
         row.update({name: float(p) for name, p in zip(out.class_names, out.probs, strict=True)})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def show_probabilities(outputs: list[PatchMaps]) -> None:
+def show_probabilities(outputs: list[PatchMaps], titles: dict[str, str]) -> None:
     """Draws the probability table.
 
     A static table (not an interactive grid): three rows, and its text is in the page, where
     screen readers and browser tests find it.
     """
-    st.table(probability_table(outputs).set_index("model"))
+    st.table(probability_table(outputs, titles).set_index("model"))
 
 
 def map_panels(
     rgb: np.ndarray,
     outputs: list[PatchMaps],
+    titles: dict[str, str],
     target: int | None,
     alpha: float,
     cmap: str,
@@ -159,9 +169,9 @@ def map_panels(
             heat = scored.values
             label = out.class_names[out.cam_class(target)]
             caption = {
-                "cam": f"{out.title} CAM ({label})",
-                "attention": f"{out.title} attention",
-            }.get(name, f"{out.title} gate {name.removeprefix('gate')}")
+                "cam": f"{titles[out.variant]} CAM ({label})",
+                "attention": f"{titles[out.variant]} attention",
+            }.get(name, f"{titles[out.variant]} gate {name.removeprefix('gate')}")
             entries.append((name.rstrip("0123456789"), caption, heat))
     scaled: dict[int, np.ndarray] = {}
     if shared:

@@ -1,4 +1,5 @@
-"""History: the saved reviews as a table with filters, and their exports.
+"""History: the saved reads as a table with filters, and their exports. A reader sees their own
+reads; an admin (and the one person of local mode) sees every reader's.
 
 Exports (`review.exports`): the scores of the reviews shown (CSV), and regions as GeoJSON (QuPath
 imports it: File > Import objects) and as PNG masks (white = region), one review or all shown
@@ -14,21 +15,36 @@ import streamlit as st
 
 from annotations.store import Store, StoreError
 from review import exports
-from ui import cache
+from ui import auth, cache, sidebar, widgets
+
+SHOWN_COLUMNS = [
+    "review_id",
+    "filename",
+    "kind",
+    "reader",
+    "read_kind",
+    "blinded",
+    "label",
+    "confidence",
+    "no_region",
+    "version",
+    "created_at",
+    "note",
+]
 
 
 def filtered(reviews: pd.DataFrame) -> pd.DataFrame:
     """The filter widgets, and the reviews they let through."""
     c1, c2, c3, c4 = st.columns(4)
     readers = c1.multiselect("Reader", sorted(reviews["reader"].unique()), key="f_reader")
-    sets = c2.multiselect("Model set", sorted(reviews["model_set"].unique()), key="f_set")
+    sets = c2.multiselect("Read", sorted(reviews["read_kind"].unique()), key="f_set")
     labels = c3.multiselect("Label", sorted(reviews["label"].unique()), key="f_label")
     name = c4.text_input("File name contains", key="f_name")
     keep = pd.Series(True, index=reviews.index)
     if readers:
         keep &= reviews["reader"].isin(readers)
     if sets:
-        keep &= reviews["model_set"].isin(sets)
+        keep &= reviews["read_kind"].isin(sets)
     if labels:
         keep &= reviews["label"].isin(labels)
     if name:
@@ -89,22 +105,26 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
 def main() -> None:
     """The History page."""
     st.title("History")
+    person, study = auth.person(), sidebar.study()
+    if person is None or study is None:
+        st.info("Enter your name as **Reader** in the sidebar (or sign in) to see your reads.")
+        return
     try:
         store = cache.store(cache.database_url())
-        latest = st.toggle("Latest version of each review only", value=True, key="f_latest")
-        reviews = store.reviews_frame(latest_only=latest)
+        latest = st.toggle("Latest version of each read only", value=True, key="f_latest")
+        reviews = store.reviews_frame(
+            study_id=study.study_id,
+            latest_only=latest,
+            reader=None if person.admin else person.name,
+        )
     except StoreError as err:
-        st.error(f"The review database cannot be read: {err}")
+        st.error(f"The review database cannot be read: {widgets.plain(str(err))}")
         return
     if reviews.empty:
-        st.info("No saved reviews yet: save some on the Review page.")
+        st.info(f"No reads saved in {widgets.plain(study.name)} yet: save some on the Review page.")
         return
     shown = filtered(reviews)
-    st.dataframe(
-        shown.drop(columns=["item_hash"]).assign(item=shown["item_hash"].str[:12]),
-        hide_index=True,
-        key="reviews",
-    )
+    st.dataframe(shown[SHOWN_COLUMNS], hide_index=True, key="reviews")
     if shown.empty:
         st.info("No review matches the filters.")
         return

@@ -1,71 +1,258 @@
-"""Review: one image at a time, as a patch or as a region, then the reader's region and label.
+"""Review: one case at a time. In a blinded study the reader sees only the image until their
+unaided read is saved (diagnosis, confidence, region or "no region", note); it is locked, the
+models' maps are revealed, and an aided read may follow. In an open study the maps are shown
+from the start.
 
-An image no larger than the models' patch is classified whole, as one patch. A larger one (a
-region exported from a slide viewer) is by default reviewed as a region at the µm/px the reader
-gives (prefilled from TIFF tags). A reference annotation can be imported for a region; its
-scores are stored as a review of their own, by the reader 'reference:<file name>'.
+An image no larger than the models' patch is classified whole; a larger one is by default a
+region, mapped at the µm/px the reader gives (prefilled from TIFF tags).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
+from annotations.records import ReviewRecord, StudyRecord
+from annotations.store import StoreError
 from review.items import ImageItem
-from review.modelsets import CheckpointError, NoWeightsError
-from ui import cache, sidebar, state, widgets
-from ui.views.patch import review_patch
-from ui.views.region import region_choice, review_region
+from review.modelsets import CheckpointError, ModelSet, NoWeightsError
+from review.records import Read, patch_record, region_record
+from review.regions import RegionError
+from review.studies import (
+    EVERYTHING,
+    IMAGE,
+    MAPS,
+    PREDICTIONS,
+    WorkItem,
+    Worklist,
+    anonymised,
+    label_set,
+    maps_visible,
+    worklist,
+)
+from ui import auth, cache, sidebar, state, widgets
+from ui.views import read
+from ui.views.patch import show_patch_maps
+from ui.views.region import region_choice, show_region_maps
+
+WORKLIST_PAGE = "ui/pages/start.py"
 
 
-def navigation(index: int, total: int, item: ImageItem) -> None:
-    """Previous / next buttons and where the reader is in the case list."""
-    left, middle, right = st.columns([1, 6, 1], vertical_alignment="center")
-    left.button(
+def _move(list_: Worklist, step: int, reader: str) -> None:
+    # From the case in session state now, not the one rendered: three quick clicks on Next
+    # move three cases.
+    state.go_to(list_, list_.index_of(state.case_id(reader)) + step, reader)
+
+
+def _next_unread(list_: Worklist, reader: str) -> None:
+    following = list_.next_unread(list_.index_of(state.case_id(reader)))
+    if following is not None:
+        state.go_to(list_, following, reader)
+
+
+def navigation(list_: Worklist, index: int, reader: str) -> None:
+    """Previous / next / next unread (keys K, J, U) and where the reader is."""
+    work = list_.items[index]
+    prev, middle, nxt, unread = st.columns([1, 6, 1, 2], vertical_alignment="center")
+    prev.button(
         "Previous",
-        on_click=state.set_index,
-        args=(index - 1,),
-        disabled=index == 0,
         key="prev",
+        on_click=_move,
+        args=(list_, -1, reader),
+        disabled=index == 0,
         icon=":material/arrow_back:",
+        shortcut="K",
+        help="key K",
     )
     middle.markdown(
-        f"**Image {index + 1} of {total}**: {widgets.plain(item.filename)} "
-        f"({item.width} x {item.height} px)"
+        f"**Case {index + 1} of {len(list_.items)}** · {widgets.plain(work.case.group)} · "
+        f"{widgets.plain(work.case.item.filename)} · *{work.status}* · {list_.progress()}"
     )
-    right.button(
+    nxt.button(
         "Next",
-        on_click=state.set_index,
-        args=(index + 1,),
-        disabled=index >= total - 1,
         key="next",
+        on_click=_move,
+        args=(list_, 1, reader),
+        disabled=index >= len(list_.items) - 1,
         icon=":material/arrow_forward:",
+        shortcut="J",
+        help="key J",
+    )
+    unread.button(
+        "Next unread",
+        key="next_unread",
+        on_click=_next_unread,
+        args=(list_, reader),
+        disabled=list_.next_unread(index) is None,
+        shortcut="U",
+        help="key U",
+        icon=":material/skip_next:",
+        width="stretch",
+    )
+
+
+def read_kind(study: StudyRecord, work: WorkItem) -> str:
+    """Which read the reader makes now: 'open' in an open study; 'unaided' until it is saved
+    in a blinded one, then 'aided'."""
+    if not study.blinded:
+        return "open"
+    return "aided" if work.unaided_id is not None else "unaided"
+
+
+def visible(study: StudyRecord, kind: str) -> tuple[str, ...]:
+    """What is on screen for a read of this kind."""
+    if kind == "unaided":
+        return (IMAGE,)
+    shown = [IMAGE, PREDICTIONS, MAPS] if study.anonymise else EVERYTHING
+    return tuple(shown)
+
+
+def build(
+    item: ImageItem,
+    model_set: ModelSet,
+    as_region: bool,
+    mpp: float | None,
+    reader: str,
+    label: str,
+    mask: np.ndarray,
+    how: Read,
+) -> ReviewRecord:
+    """The record of a read: the region scored against every model's maps (computed now if
+    they were hidden)."""
+    if as_region:
+        cam_class = st.session_state.get("region_class", len(model_set.class_names) - 1)
+        if mpp is None:
+            raise ValueError("give the image's µm/px first: the region's maps need it")
+        try:
+            result = cache.region_maps(model_set, item, float(mpp), int(cam_class))
+        except RegionError as err:
+            raise ValueError(f"the region cannot be mapped ({err})") from err
+        return region_record(
+            item,
+            reader=reader,
+            model_set=model_set.name,
+            label=label,
+            mask=mask,
+            result=result,
+            read=how,
+        )
+    outputs = cache.patch_maps(model_set, item)
+    target = st.session_state.get("target") if how.kind != "unaided" else None
+    return patch_record(
+        item,
+        reader=reader,
+        model_set=model_set.name,
+        label=label,
+        mask=mask,
+        outputs=outputs,
+        target=target,
+        read=how,
     )
 
 
 def main() -> None:
-    """The Review page: the case list's current image, routed to the patch or region view."""
-    st.title("Review")
-    case = state.items()
-    if not case:
-        st.info("No images yet: upload them on the Start page.")
+    """The Review page."""
+    person = auth.person()
+    study = sidebar.study()
+    if person is None or study is None:
+        st.info("Enter your name as **Reader** in the sidebar (or sign in) to start reading.")
         return
-    name = sidebar.model_set()
-    if not name:
-        st.error("No trained weights are installed, so there is nothing to review yet.")
+    reader = person.name
+    try:
+        list_ = worklist(cache.store(cache.database_url()), study, reader)
+    except StoreError as err:
+        st.error(f"The review database cannot be read: {widgets.plain(str(err))}")
+        return
+    if not list_.items:
+        st.info("This study has no cases yet: add images on the Worklist page.")
+        st.page_link(WORKLIST_PAGE, label="Worklist", icon=":material/list:")
+        return
+    index = list_.index_of(state.case_id(reader))
+    state.go_to(list_, index, reader)
+    work = list_.items[index]
+    navigation(list_, index, reader)
+    item = cache.case_image(work.case.item.item_hash, work.case.item.filename)
+    if item is None:
+        st.error(
+            "This case's image was not kept (it was reviewed before studies kept images): "
+            "add the image to the study again to read it."
+        )
         return
     try:
-        model_set = cache.model_set(name)
+        model_set: ModelSet | None = cache.model_set(study.model_set)
     except (NoWeightsError, CheckpointError) as err:
-        st.error(widgets.plain(str(err)))
+        model_set = None
+        st.error(
+            f"The study's models cannot be loaded, so reads cannot be scored: "
+            f"{widgets.plain(str(err))}"
+        )
+    kind = read_kind(study, work)
+    labels = label_set(study.label_set)
+    models = list(model_set.models) if model_set else []
+    letters = anonymised(study, work.case.case_id, reader, models)
+    titles = (
+        {model: f"Map {letter}" for letter, model in letters.items()}
+        if study.anonymise
+        else {model: model_set.title(model) for model in models}
+        if model_set
+        else {}
+    )
+    patch_side = model_set.patch_side if model_set else 50
+    as_region, mpp = region_choice(item, patch_side)
+    case = read.Case(reader, work.case.case_id, item, labels, kind)
+    how = Read(
+        study_id=study.study_id,
+        case_id=work.case.case_id,
+        kind=kind,
+        blinded=kind == "unaided",
+        visible=visible(study, kind),
+        parent_id=work.unaided_id if kind == "aided" else None,
+        anonymised=letters if study.anonymise and kind != "unaided" else None,
+        label_set=labels.name,
+    )
+
+    def best_map() -> None:
+        if kind == "aided" and study.anonymise:
+            key = f"best-map-{work.case.case_id}"
+            st.pills(
+                "Which map matches your region best?",
+                list(letters),
+                key=key,
+                on_change=read.remember,
+                args=(case, "best_map", key),
+            )
+
+    left, right = st.columns([3, 2])
+    with left:
+        canvas_size = read.canvas(case)
+    with right:
+        if kind == "unaided":
+            st.caption("Blinded first read: the models' output stays hidden until you save.")
+        elif kind == "aided":
+            st.caption(
+                "Your unaided read is saved and locked. The maps are shown below; you "
+                "may save an aided read, linked to it."
+            )
+        if model_set is not None:
+            read.form(
+                case,
+                save=lambda: read.save_read(
+                    case,
+                    canvas_size,
+                    lambda r, lab, m, h: build(item, model_set, as_region, mpp, r, lab, m, h),
+                    how,
+                ),
+                extra=best_map,
+            )
+        read.outcome(case)
+    if not maps_visible(study, work) or model_set is None:
         return
-    index = state.current_index()
-    item = list(case.values())[index]
-    navigation(index, len(case), item)
-    as_region, mpp = region_choice(item, model_set)
+    st.divider()
     if as_region:
-        review_region(item, model_set, mpp)
+        show_region_maps(item, model_set, mpp, titles, reader, (study.study_id, work.case.case_id))
     else:
-        review_patch(item, model_set)
+        outputs = cache.patch_maps(model_set, item)
+        show_patch_maps(item, outputs, titles, model_set.class_names)
 
 
 main()

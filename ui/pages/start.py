@@ -1,90 +1,220 @@
-"""Start: what the tool is, the model set in use, and the upload that builds the case list."""
+"""Worklist: the study's cases for this reader, progress, adding and removing cases, and new
+studies. Opening a case goes to the Review page."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
+from annotations.records import StudyRecord
+from annotations.store import StoreError
 from review import modelsets
 from review.items import UPLOAD_TYPES
-from review.modelsets import CheckpointError, ModelSet, NoWeightsError
-from ui import cache, sidebar, state, widgets
-from ui.views.patch import review_patch_preview
+from review.studies import LABEL_SETS, Worklist, add_images, label_set, worklist
+from ui import auth, cache, sidebar, state, widgets
+
+PAGE_SIZE = 50
+REVIEW_PAGE = "ui/pages/review.py"
 
 
-def model_set_status() -> ModelSet | None:
-    """Loads the chosen model set and describes it; None (with the reason shown) otherwise."""
-    name = sidebar.model_set()
-    if not name:
-        st.error(
-            "No trained weights are installed, so there are no predictions or maps yet. "
-            f"Install a model set under `{modelsets.folder()}` (train one with `lran-train`) or "
-            "point `LRAN_MODELS_DIR` at a folder of model sets. You can still upload images."
-        )
-        return None
-    try:
-        model_set = cache.model_set(name)
-    except NoWeightsError as err:
-        st.error(widgets.plain(str(err)))
-        return None
-    except CheckpointError as err:
-        st.error(f"The model set {name!r} cannot be loaded: {widgets.plain(str(err))}")
-        return None
-    meta = model_set.meta
+def intro() -> None:
+    """What the tool is, in two sentences."""
+    st.title("LRAN Review")
     st.caption(
-        f"Model set **{widgets.plain(name)}**: "
-        f"{', '.join(map(model_set.title, model_set.models))} · "
-        f"classes {', '.join(meta.class_names)} · input {meta.input_size} px"
-        + (f" at {meta.mpp:g} µm/px" if meta.mpp else "")
-        + (f" · trained on {widgets.plain(meta.data)}" if meta.data else "")
+        "Read each case first, then see where three classifiers (a ResNet-18 base, R-RAN, "
+        "R-LRAN) look and how their maps agree with your region. Research use only: not for "
+        "diagnosis."
     )
-    return model_set
+
+
+def add_cases(study: StudyRecord, reader: str) -> None:
+    """The uploader that adds images to the study as cases (kept in the store)."""
+    with st.expander("Add images to this study", expanded=False):
+        uploads = st.file_uploader(
+            "Patches or regions (PNG, JPEG or TIFF; several at once)",
+            type=list(UPLOAD_TYPES),
+            accept_multiple_files=True,
+            key="uploads",
+        )
+        if uploads and st.button("Add them", key="add_uploads", icon=":material/add:"):
+            try:
+                patch_side = cache.model_set(study.model_set).patch_side
+            except (modelsets.NoWeightsError, modelsets.CheckpointError):
+                patch_side = 50
+            try:
+                result = add_images(
+                    cache.store(cache.database_url()),
+                    study,
+                    [(u.name, u.getvalue()) for u in uploads],
+                    reader,
+                    patch_side,
+                )
+            except (StoreError, ValueError) as err:
+                st.error(f"Not added: {widgets.plain(str(err))}")
+                return
+            for message in result.refused:
+                st.error(f"Not added: {widgets.plain(message)}")
+            known = len(uploads) - len(result.added) - len(result.refused)
+            plural = "s" if len(result.added) != 1 else ""
+            st.success(
+                f"Added {len(result.added)} case{plural}"
+                + (f"; {known} already in the study." if known else ".")
+            )
+        st.caption(
+            "An operator can add a server folder or zip: "
+            "`lran-review study add-images --study NAME PATH`."
+        )
+
+
+def new_study(person: auth.Person) -> None:
+    """A form for a new study (admins, and the one person of local mode)."""
+    if not person.admin:
+        return
+    with st.expander("New study", expanded=False), st.form("new_study"):
+        name = st.text_input("Name")
+        labels = st.selectbox(
+            "Label set",
+            list(LABEL_SETS),
+            format_func=lambda n: f"{n}: {', '.join(label_set(n).choices)}",
+        )
+        sets = modelsets.installed() or ["idc"]
+        model_set = st.selectbox("Model set", sets)
+        blinded = st.toggle(
+            "Blinded first read",
+            value=True,
+            help="Predictions and maps stay hidden until the reader saves an "
+            "unaided read of each case.",
+        )
+        anonymise = st.toggle(
+            "Anonymise the revealed maps",
+            value=False,
+            help="Show the models' maps under letters, shuffled per case; "
+            "the reader rates which matches their region best.",
+        )
+        if st.form_submit_button("Create study", type="primary"):
+            try:
+                created = cache.store(cache.database_url()).create_study(
+                    name,
+                    labels,
+                    "blinded" if blinded else "open",
+                    model_set,
+                    anonymise,
+                    person.name,
+                )
+            except (StoreError, ValueError) as err:
+                st.error(widgets.plain(str(err)))
+                return
+            state.set_study(created.study_id)
+            st.rerun()
+
+
+def open_case(list_: Worklist, index: int, reader: str) -> None:
+    """Button callback: the case at ``index``, on the Review page."""
+    state.go_to(list_, index, reader)
+    st.session_state["_switch_to_review"] = True
+
+
+def worklist_table(list_: Worklist, reader: str) -> None:
+    """The cases with thumbnail, group, status; a page at a time; open and remove."""
+    pages = max(1, -(-len(list_.items) // PAGE_SIZE))
+    current = list_.index_of(state.case_id(reader))
+    page = (
+        st.number_input(
+            f"Page (of {pages})", 1, pages, value=current // PAGE_SIZE + 1, key="worklist_page"
+        )
+        if pages > 1
+        else 1
+    )
+    shown = list_.items[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    rows = [
+        {
+            "#": (page - 1) * PAGE_SIZE + i + 1,
+            "image": cache.thumbnail(w.case.item.item_hash, w.case.item.filename),
+            "group": w.case.group,
+            "file": w.case.item.filename,
+            "size": f"{w.case.item.width} x {w.case.item.height}",
+            "status": w.status,
+        }
+        for i, w in enumerate(shown)
+    ]
+    event = st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        key="worklist",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={"image": st.column_config.ImageColumn("image", width="small")},
+    )
+    picked = event.selection.rows if event else []
+    if picked:
+        index = (page - 1) * PAGE_SIZE + picked[0]
+        chosen = list_.items[index]
+        left, right = st.columns(2)
+        left.button(
+            f"Open case {index + 1}",
+            key="open_case",
+            type="primary",
+            on_click=open_case,
+            args=(list_, index, reader),
+            icon=":material/draw:",
+        )
+        if right.button(
+            "Remove from the study",
+            key="remove_case",
+            icon=":material/delete:",
+            help="Its reads are kept; it leaves the worklist.",
+        ):
+            try:
+                cache.store(cache.database_url()).remove_case(chosen.case.case_id, reader)
+            except (StoreError, KeyError) as err:
+                st.error(widgets.plain(str(err)))
+                return
+            st.rerun()
 
 
 def main() -> None:
-    """The Start page."""
-    st.title("LRAN Review")
-    st.markdown(
-        "A workbench for reviewing what a breast-histology classifier looks at. For each patch "
-        "you see three models' predictions (a ResNet-18 base, R-RAN with residual attention, "
-        "R-LRAN with locally gated attention) and their maps: class activation maps, attention "
-        "and gates. You outline the regions of diagnostic relevance and give your own "
-        "diagnosis; every map is then scored against your region. **Research use only: not for "
-        "diagnosis.**"
-    )
-    if not sidebar.reader():
-        st.info("Enter your name as **Reader** in the sidebar; it is stored with every review.")
-    model_set = model_set_status()
-    uploads = st.file_uploader(
-        "Patches or regions to review (PNG, JPEG or TIFF; several at once)",
-        type=list(UPLOAD_TYPES),
-        accept_multiple_files=True,
-        key="uploads",
-    )
-    added, refused = state.add_uploads(uploads or [])
-    for message in refused:
-        st.error(f"Not added: {widgets.plain(message)}")
-    if added:
-        st.success(f"Added {len(added)} image{'s' if len(added) > 1 else ''} to the case list.")
-    case = state.items()
-    if not case:
+    """The Worklist page."""
+    intro()
+    person = auth.person()
+    study = sidebar.study()
+    if study is None:
         return
-    st.subheader(f"Case list ({len(case)})")
-    st.dataframe(
-        [
-            {"file": it.filename, "size": f"{it.width} x {it.height}", "sha256": it.item_hash[:16]}
-            for it in case.values()
-        ],
-        hide_index=True,
-    )
-    if model_set is None:
+    if person is None:
+        st.info("Enter your name as **Reader** in the sidebar (or sign in) to start reading.")
         return
-    # The first of the new uploads is previewed, and the Review page starts there.
-    item = added[0] if added else list(case.values())[state.current_index()]
-    st.subheader(f"Preview: {widgets.plain(item.filename)}")
-    review_patch_preview(item, model_set)
-    if added:
-        state.set_index(list(case).index(item.item_hash))
-    st.page_link("ui/pages/review.py", label="Review these images", icon=":material/arrow_forward:")
+    try:
+        list_ = worklist(cache.store(cache.database_url()), study, person.name)
+    except StoreError as err:
+        st.error(f"The review database cannot be read: {widgets.plain(str(err))}")
+        return
+    mode = "blinded first read" if study.blinded else "open (maps visible)"
+    labels = label_set(study.label_set)
+    st.subheader(widgets.plain(study.name))
+    st.caption(
+        f"{mode} · labels: {', '.join(labels.choices)}"
+        + ("" if study.blinded else f" · model set {widgets.plain(study.model_set)}")
+    )
+    if list_.items:
+        left, right = st.columns([3, 1], vertical_alignment="center")
+        left.progress(list_.done / len(list_.items), text=f"**{list_.progress()}**")
+        following = list_.next_unread(list_.index_of(state.case_id(person.name)) - 1)
+        right.button(
+            "Next unread case" if following is not None else "Every case is read",
+            key="next_unread_start",
+            type="primary",
+            disabled=following is None,
+            on_click=open_case,
+            args=(list_, following or 0, person.name),
+            icon=":material/arrow_forward:",
+            width="stretch",
+        )
+        worklist_table(list_, person.name)
+    else:
+        st.info("This study has no cases yet: add images below.")
+    add_cases(study, person.name)
+    new_study(person)
+    if st.session_state.pop("_switch_to_review", False):
+        st.switch_page(REVIEW_PAGE)
 
 
 main()

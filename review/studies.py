@@ -1,0 +1,263 @@
+"""Reader studies: label sets, cases and their worklist, blinding and anonymised maps.
+
+A study has a name, a label set (the pathologist's vocabulary), a blinding mode, a model set,
+cases (images kept once, by content hash) and readers. In a blinded study a reader first saves
+an unaided read of a case (no prediction, map or model-set name on screen); it is locked, the
+maps are revealed, and an aided read may follow, linked to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from annotations.records import CaseRecord, ItemRecord, StudyRecord
+from annotations.store import Store
+from lran_core.data import IMAGE_SUFFIXES, ImageReadError, parse_idc_name
+from review.items import read_image
+
+DEFAULT_STUDY = "Default study"
+UNSURE = "non-diagnostic / unsure"
+# What a reader can see while reading, as stored with each read.
+IMAGE, PREDICTIONS, MAPS, MODEL_NAMES = "image", "predictions", "maps", "model names"
+EVERYTHING = [IMAGE, PREDICTIONS, MAPS, MODEL_NAMES]
+LETTERS = "ABCDEFGH"
+# An operator's folder or zip adds at most this many images at once.
+MAX_IMPORT = 5000
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """A vocabulary for a reader's diagnosis. ``labels`` in display order, then ``UNSURE``;
+    ``positive`` are the labels compared with a model's positive (last) class, the others with
+    its negative (first) class; ``UNSURE`` is compared with nothing."""
+
+    name: str
+    labels: tuple[str, ...]
+    positive: frozenset[str]
+
+    @property
+    def choices(self) -> list[str]:
+        """Every label a reader may give, ``UNSURE`` last."""
+        return [*self.labels, UNSURE]
+
+    def model_class(self, label: str, class_names: Sequence[str]) -> str | None:
+        """The model class a reader's label is compared with (None for UNSURE or an unknown
+        label): a positive label -> the last class, another label -> the first."""
+        if label not in self.labels:
+            return None
+        return class_names[-1] if label in self.positive else class_names[0]
+
+    def mapping(self, class_names: Sequence[str]) -> dict[str, str]:
+        """Every label's model class (the mapping shown where labels meet predictions)."""
+        return {
+            label: cls for label in self.labels if (cls := self.model_class(label, class_names))
+        }
+
+
+LABEL_SETS: dict[str, LabelSet] = {
+    "IDC": LabelSet("IDC", ("IDC-negative", "IDC-positive"), frozenset({"IDC-positive"})),
+    "BACH": LabelSet(
+        "BACH", ("normal", "benign", "in situ", "invasive"), frozenset({"in situ", "invasive"})
+    ),
+}
+
+
+def label_set(name: str) -> LabelSet:
+    """A label set by name; ValueError naming the known ones otherwise."""
+    if name not in LABEL_SETS:
+        raise ValueError(f"unknown label set {name!r}; choose from {', '.join(LABEL_SETS)}")
+    return LABEL_SETS[name]
+
+
+def default_study(store: Store) -> StudyRecord:
+    """The study a fresh install starts in: blinded, IDC labels, the ``idc`` model set."""
+    for study in store.studies():
+        if study.name == DEFAULT_STUDY:
+            return study
+    return store.create_study(DEFAULT_STUDY, "IDC", "blinded", "idc")
+
+
+def case_group(filename: str) -> str:
+    """The group a case belongs to: the patient of an IDC patch (from its file name), else the
+    folder the file came from, else the file's own name."""
+    idc = parse_idc_name(filename)
+    if idc is not None:
+        return f"patient {idc.patient}"
+    path = PurePosixPath(filename.replace("\\", "/"))
+    return path.parent.name if path.parent.name else path.name
+
+
+@dataclass(frozen=True)
+class Added:
+    """What adding images did: the cases added (new ones only) and refusals by file name."""
+
+    added: list[CaseRecord]
+    refused: list[str]
+
+
+def add_images(
+    store: Store,
+    study: StudyRecord,
+    files: Iterable[tuple[str, bytes]],
+    added_by: str | None,
+    patch_side: int,
+) -> Added:
+    """Adds images (name, bytes) to a study: each is decoded first (so what cannot be read is
+    refused by name and nothing of it is stored), kept once by content hash, and becomes a case
+    at the end of the worklist unless it is in the study already. ``patch_side``: images larger
+    than the model set's patch are regions."""
+    added: list[CaseRecord] = []
+    refused: list[str] = []
+    for name, data in files:
+        try:
+            image = read_image(name, data)
+        except ImageReadError as err:
+            refused.append(str(err))
+            continue
+        kind = "region" if max(image.width, image.height) > patch_side else "patch"
+        item = ItemRecord(image.item_hash, name, image.width, image.height, kind, image.mpp)
+        case, new = store.add_case(study.study_id, item, data, case_group(name), added_by)
+        if new:
+            added.append(case)
+    return Added(added, refused)
+
+
+def files_in(source: Path) -> Iterable[tuple[str, bytes]]:
+    """The images of a server folder (recursively) or a zip, as (relative name, bytes), in name
+    order; at most MAX_IMPORT. For an operator adding a study's cases."""
+    if source.is_dir():
+        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if len(paths) > MAX_IMPORT:
+            raise ValueError(f"{source} holds {len(paths)} images; at most {MAX_IMPORT} at once")
+        for path in paths:
+            yield path.relative_to(source).as_posix(), path.read_bytes()
+        return
+    try:
+        archive = zipfile.ZipFile(source)
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{source}: neither a folder nor a readable zip ({err})") from err
+    with archive:
+        names = sorted(
+            n
+            for n in archive.namelist()
+            if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES and not n.endswith("/")
+        )
+        if len(names) > MAX_IMPORT:
+            raise ValueError(f"{source} holds {len(names)} images; at most {MAX_IMPORT} at once")
+        for name in names:
+            yield name, archive.read(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The worklist
+
+UNREAD, UNAIDED, AIDED = "unread", "unaided read saved", "aided read saved"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A case in a reader's worklist with its status for that reader (UNREAD, UNAIDED,
+    AIDED; in an open study a saved read counts as AIDED) and the ids of their latest reads."""
+
+    case: CaseRecord
+    status: str
+    unaided_id: int | None
+    aided_id: int | None
+
+
+@dataclass(frozen=True)
+class Worklist:
+    """A study's cases for one reader, in order, with progress."""
+
+    study: StudyRecord
+    items: list[WorkItem]
+
+    @property
+    def done(self) -> int:
+        """Cases this reader has finished (blinded: an unaided read saved; open: a read)."""
+        return sum(w.status != UNREAD for w in self.items)
+
+    def progress(self) -> str:
+        """'n of N done'."""
+        return f"{self.done} of {len(self.items)} done"
+
+    def index_of(self, case_id: int | None) -> int:
+        """The position of a case in the list (0 when it is not in it)."""
+        for i, w in enumerate(self.items):
+            if w.case.case_id == case_id:
+                return i
+        return 0
+
+    def next_unread(self, after: int = -1) -> int | None:
+        """The position of the first unread case after ``after`` (wrapping round), None when
+        every case is read."""
+        n = len(self.items)
+        for step in range(1, n + 1):
+            i = (after + step) % n
+            if self.items[i].status == UNREAD:
+                return i
+        return None
+
+
+def worklist(store: Store, study: StudyRecord, reader: str) -> Worklist:
+    """The study's cases (not removed) for ``reader``, with their status."""
+    reads = store.read_status(study.study_id, reader) if reader else {}
+    items = []
+    for case in store.cases(study.study_id):
+        kinds = reads.get(case.case_id, {})
+        aided = kinds.get("aided") or kinds.get("open")
+        unaided = kinds.get("unaided")
+        status = AIDED if aided else UNAIDED if unaided else UNREAD
+        items.append(WorkItem(case, status, unaided, aided))
+    return Worklist(study, items)
+
+
+def maps_visible(study: StudyRecord, item: WorkItem) -> bool:
+    """Whether a reader may see model output for a case: always in an open study; in a blinded
+    one only once their unaided read is saved."""
+    return not study.blinded or item.unaided_id is not None
+
+
+def anonymised(
+    study: StudyRecord, case_id: int, reader: str, models: Sequence[str]
+) -> dict[str, str]:
+    """The letters the models' maps are shown under for a case and reader (letter -> model):
+    a shuffle seeded by study, case and reader, so it is the same on every rerun and is stored
+    with the read; identity order when the study does not anonymise."""
+    order = list(models)
+    if study.anonymise:
+        seed = hashlib.sha256(f"{study.study_id}:{case_id}:{reader}".encode()).digest()
+        random.Random(seed).shuffle(order)
+    return {LETTERS[i]: model for i, model in enumerate(order)}
+
+
+__all__ = [
+    "AIDED",
+    "DEFAULT_STUDY",
+    "EVERYTHING",
+    "IMAGE",
+    "LABEL_SETS",
+    "MAPS",
+    "MODEL_NAMES",
+    "PREDICTIONS",
+    "UNAIDED",
+    "UNREAD",
+    "UNSURE",
+    "Added",
+    "LabelSet",
+    "WorkItem",
+    "Worklist",
+    "add_images",
+    "anonymised",
+    "case_group",
+    "default_study",
+    "files_in",
+    "label_set",
+    "maps_visible",
+    "worklist",
+]

@@ -1,0 +1,412 @@
+"""The map viewer component in Chromium: `streamlit run tests/viewer_app.py` (a synthetic
+1200 x 900 image, three models x two map types, two outlines) driven through Playwright.
+
+Checks the grid's alignment and colour bars, linked zoom across panes, outline toggles, the
+scale bar, and that polygons, rectangles and freehand strokes come back to Python in image
+pixels. Coordinates are converted image px -> screen through the viewer's own viewport
+(``window.__viewer`` inside the component's iframe). Screenshots go to test-artifacts/viewer/.
+
+Needs /usr/bin/chromium; skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "tests" / "viewer_app.py"
+ARTIFACTS = ROOT / "test-artifacts" / "viewer"
+COLUMNS = ["ResNet-18", "R-RAN", "R-LRAN"]
+MPP = 0.5
+IFRAME = "iframe[title*='lran_viewer']"
+TIMEOUT_MS = 60_000
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def viewer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run tests/viewer_app.py` on a free port, for the whole module."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("viewer-app") / "streamlit.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.close()
+                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Viewer:
+    """A page showing the viewer app, its component's frame, and conversions to the page."""
+
+    def __init__(self, browser: Any, url: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.goto(url)
+        self.iframe = self.page.locator(IFRAME)
+        self.iframe.wait_for()
+        self.frame = self.iframe.element_handle().content_frame()
+        self.ui = self.page.frame_locator(IFRAME)
+        self.frame.wait_for_function("() => window.__viewer && window.__viewer.ready()")
+        self.page.get_by_test_id("stCode").wait_for()
+
+    def hook(self, expression: str, arg: Any = None) -> Any:
+        """Evaluates ``expression`` (a function of ``v``, the hook, and ``a``) in the frame."""
+        return self.frame.evaluate(
+            f"([a]) => {{ const v = window.__viewer; return {expression}; }}", [arg]
+        )
+
+    def views(self) -> list[dict[str, Any]]:
+        return self.hook("v.views()")
+
+    def settle(self) -> None:
+        """Waits until no pane animates and every pane has its tiles."""
+        self.page.wait_for_timeout(150)
+        self.frame.wait_for_function("() => window.__viewer.settled()")
+
+    def to_page(self, x: float, y: float, row: str = "", column: str = "") -> tuple[float, float]:
+        """Page coordinates of image pixel (x, y) in a pane (the image pane by default)."""
+        client = self.hook("v.imageToClient(a[0], a[1], a[2], a[3])", [x, y, row, column])
+        box = self.iframe.bounding_box()
+        assert box is not None
+        return box["x"] + client["x"], box["y"] + client["y"]
+
+    def state(self) -> dict[str, Any]:
+        """What the app received from the component (its st.code block)."""
+        return json.loads(self.page.get_by_test_id("stCode").inner_text())
+
+    def wait_state(self, accept: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            try:
+                state = self.state()
+                if accept(state):
+                    return state
+            except (json.JSONDecodeError, sync_api.Error):
+                pass  # the block is being redrawn by a rerun
+            assert time.monotonic() < deadline, f"the app never got the expected value: {state}"
+            self.page.wait_for_timeout(100)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        assert not self.errors, self.errors
+        self.page.close()
+
+
+@pytest.fixture
+def viewer(browser: Any, viewer_url: str) -> Iterator[Viewer]:
+    v = Viewer(browser, viewer_url)
+    try:
+        yield v
+    except Exception:
+        v.shot("failure")
+        raise
+    finally:
+        v.close()
+
+
+def shoelace(polygon: list[list[float]] | list[tuple[float, float]]) -> float:
+    return 0.5 * abs(
+        sum(
+            x0 * y1 - x1 * y0
+            for (x0, y0), (x1, y1) in zip(polygon, [*polygon[1:], polygon[0]], strict=True)
+        )
+    )
+
+
+def test_grid_aligns_models_and_shows_colour_bars_and_scale(viewer: Viewer) -> None:
+    ui = viewer.ui
+    headers = ui.get_by_test_id("column-header")
+    assert headers.all_inner_texts() == COLUMNS
+    boxes = [headers.nth(i).bounding_box() for i in range(3)]
+    assert all(b is not None for b in boxes)
+    assert max(b["y"] for b in boxes) - min(b["y"] for b in boxes) < 0.5
+    assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]
+    # Under each header, the panes of that model, one per row, in the same column.
+    for i, column in enumerate(COLUMNS):
+        for row in ("probability", "CAM"):
+            pane = ui.locator(
+                f"[data-testid=viewer-pane][data-row='{row}'][data-column='{column}']"
+            )
+            box = pane.bounding_box()
+            assert box is not None
+            assert abs(box["x"] + box["width"] / 2 - (boxes[i]["x"] + boxes[i]["width"] / 2)) < 2
+    assert ui.get_by_test_id("viewer-pane").count() == 7
+    assert ui.get_by_test_id("row-header").all_inner_texts() == ["image", "probability", "CAM"]
+
+    # Probability: one scale for the row; CAM: one per model.
+    shared = ui.locator("[data-testid=colour-bar][data-row=probability]")
+    assert shared.count() == 1
+    assert shared.get_by_test_id("legend-low").inner_text() == "0"
+    assert shared.get_by_test_id("legend-high").inner_text() == "1"
+    assert shared.get_by_test_id("legend-label").inner_text() == "probability"
+    cams = ui.locator("[data-testid=colour-bar][data-row=CAM]")
+    assert cams.count() == 3
+    assert [cams.nth(i).get_attribute("data-column") for i in range(3)] == COLUMNS
+    assert cams.get_by_test_id("legend-high").all_inner_texts() == ["2.5", "3.75", "5"]
+    assert set(cams.get_by_test_id("legend-low").all_inner_texts()) == {"0"}
+    assert set(cams.get_by_test_id("legend-label").all_inner_texts()) == {"CAM (a.u.)"}
+    ramp = shared.locator(".ramp").evaluate("e => getComputedStyle(e).backgroundImage")
+    assert ramp.startswith("linear-gradient") and "rgb(0, 0, 128)" in ramp  # jet's first stop
+
+    # The scale bar's length is its label at the pane's magnification.
+    image_view = viewer.views()[0]
+    scale_bar = ui.locator("[data-testid=viewer-pane][data-kind=image] [data-testid=scale-bar]")
+    label = scale_bar.locator("span").inner_text()
+    value, unit = label.split()
+    assert unit == "µm"
+    width = scale_bar.locator(".bar").bounding_box()["width"]
+    assert width == pytest.approx(float(value) / MPP * image_view["scale"], abs=1.0)
+    assert ui.get_by_test_id("scale-bar").count() == 7
+    assert ui.get_by_test_id("scale-unknown").count() == 0
+    viewer.shot("01-grid")
+
+
+def test_unknown_scale_and_a_missing_map(browser: Any, viewer_url: str) -> None:
+    v = Viewer(browser, f"{viewer_url}/?mpp=none&attention=1")
+    try:
+        ui = v.ui
+        assert ui.get_by_test_id("scale-unknown").inner_text() == "scale unknown"
+        assert ui.get_by_test_id("scale-bar").count() == 0
+        empty = ui.locator("[data-testid=viewer-empty][data-row=attention]")
+        assert empty.get_attribute("data-column") == "ResNet-18"
+        assert empty.inner_text() == "no map"
+        # The empty cell keeps the row aligned: same top and size as its neighbours.
+        boxes = [empty.bounding_box()] + [
+            ui.locator(
+                f"[data-testid=viewer-pane][data-row=attention][data-column='{c}']"
+            ).bounding_box()
+            for c in COLUMNS[1:]
+        ]
+        assert max(b["y"] for b in boxes) - min(b["y"] for b in boxes) < 0.5
+        assert max(b["height"] for b in boxes) - min(b["height"] for b in boxes) < 0.5
+        assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]
+        v.shot("02-scale-unknown-missing-map")
+    finally:
+        v.close()
+
+
+def test_zooming_one_pane_zooms_all(viewer: Viewer) -> None:
+    before = viewer.views()
+    x, y = viewer.to_page(700, 420, "CAM", "R-RAN")
+    viewer.page.mouse.move(x, y)
+    for _ in range(3):
+        viewer.page.mouse.wheel(0, -120)
+        viewer.page.wait_for_timeout(50)
+    viewer.frame.wait_for_function(
+        "z => window.__viewer.views().every((p, i) => p.zoom > z[i] * 1.5)",
+        arg=[p["zoom"] for p in before],
+    )
+    viewer.settle()
+    after = viewer.views()
+    source = next(p for p in after if p["row"] == "CAM" and p["column"] == "R-RAN")
+    previous = next(p for p in before if p["row"] == "CAM" and p["column"] == "R-RAN")
+    # Three wheel steps of 1.3 each, towards the pointer.
+    assert source["zoom"] == pytest.approx(previous["zoom"] * 1.3**3, rel=0.02)
+    maps = [p for p in after if p["kind"] == "map"]
+    assert len(maps) == 6
+    for pane in maps:
+        assert pane["zoom"] == pytest.approx(source["zoom"], rel=1e-9)
+        assert pane["bounds"] == pytest.approx(source["bounds"], abs=1e-6)
+    image = after[0]
+    assert image["kind"] == "image"
+    assert image["center"] == pytest.approx(source["center"], abs=1e-6)
+    # The wider image pane shows the same region fitted, hence at least all of it.
+    sx, sy, sw, sh = source["bounds"]
+    ix, iy, iw, ih = image["bounds"]
+    assert ix <= sx + 1e-6 and iy <= sy + 1e-6
+    assert ix + iw >= sx + sw - 1e-6 and iy + ih >= sy + sh - 1e-6
+    assert image["zoom"] > before[0]["zoom"] * 1.5
+    # The point under the pointer stays under it (zoom about the pointer).
+    assert viewer.to_page(700, 420, "CAM", "R-RAN") == pytest.approx((x, y), abs=2)
+    viewer.shot("03-zoomed")
+
+    # The view is reported to the app once the reader stops.
+    state = viewer.wait_state(lambda s: s["view"] is not None)
+    view = state["view"]
+    assert view["x"] == pytest.approx(source["center"][0], abs=0.5)
+    assert view["y"] == pytest.approx(source["center"][1], abs=0.5)
+    assert view["zoom"] == pytest.approx(source["scale"], rel=1e-3)
+    assert view["width"] == pytest.approx(sw, rel=1e-3)
+
+    # Panning the image pane (a drag) moves every map too.
+    ax, ay = viewer.to_page(600, 450)
+    viewer.page.mouse.move(ax, ay)
+    viewer.page.mouse.down()
+    viewer.page.mouse.move(ax - 120, ay - 40, steps=8)
+    viewer.page.mouse.up()
+    viewer.settle()
+    panned = viewer.views()
+    assert panned[0]["center"][0] > image["center"][0] + 50
+    for pane in panned[1:]:
+        assert pane["center"] == pytest.approx(panned[0]["center"], abs=1e-6)
+
+
+def test_outline_checkbox_hides_it_in_every_pane(viewer: Viewer) -> None:
+    ui = viewer.ui
+    reference = ui.locator("[data-testid=viewer-outline][data-outline=reference]")
+    saved = ui.locator("[data-testid=viewer-outline][data-outline='saved region']")
+    assert reference.count() == 7 and saved.count() == 7
+    for i in range(7):
+        sync_api.expect(reference.nth(i)).to_be_visible()
+        sync_api.expect(saved.nth(i)).to_be_hidden()
+    # Drawn where it is in every pane: its box is the reference's (600..860, 300..540 image
+    # px) on screen, give or take the lines' width.
+    for i, pane in enumerate(viewer.views()):
+        left, top = viewer.to_page(600, 300, pane["row"], pane["column"])
+        right, bottom = viewer.to_page(860, 540, pane["row"], pane["column"])
+        box = reference.nth(i).bounding_box()
+        assert box is not None
+        assert [box["x"], box["y"]] == pytest.approx([left, top], abs=3)
+        assert [box["x"] + box["width"], box["y"] + box["height"]] == pytest.approx(
+            [right, bottom], abs=3
+        )
+    box = ui.get_by_role("checkbox", name="Show outline reference")
+    assert box.is_checked()
+    box.uncheck()
+    for i in range(7):
+        sync_api.expect(reference.nth(i)).to_be_hidden()
+    ui.get_by_role("checkbox", name="Show outline saved region").check()
+    for i in range(7):
+        sync_api.expect(saved.nth(i)).to_be_visible()
+    viewer.shot("04-outlines-toggled")
+    box.check()
+    for i in range(7):
+        sync_api.expect(reference.nth(i)).to_be_visible()
+
+
+def test_drawn_shapes_come_back_in_image_pixels(viewer: Viewer) -> None:
+    ui = viewer.ui
+    page = viewer.page
+    # The region to draw in fills the image pane (about 1.3 screen px per image px).
+    viewer.hook("v.fit(450, 250, 500, 350)")
+    viewer.settle()
+
+    ui.get_by_role("button", name="Polygon").click()
+    placed = [(500.0, 300.0), (800.0, 280.0), (900.0, 450.0), (700.0, 560.0), (520.0, 500.0)]
+    for x, y in placed:
+        page.mouse.click(*viewer.to_page(x, y))
+    # Clicking the first vertex again closes the polygon.
+    page.mouse.click(*viewer.to_page(*placed[0]))
+    state = viewer.wait_state(lambda s: len(s["polygons"]) == 1)
+    polygon = state["polygons"][0]
+    assert len(polygon) == len(placed)
+    for (x, y), (px, py) in zip(polygon, placed, strict=True):
+        assert math.hypot(x - px, y - py) <= 2, (polygon, placed)
+    assert shoelace(polygon) == pytest.approx(shoelace(placed), rel=0.02)
+
+    ui.get_by_role("button", name="Rectangle").click()
+    page.mouse.move(*viewer.to_page(480, 600))
+    page.mouse.down()
+    page.mouse.move(*viewer.to_page(700, 640), steps=6)
+    page.mouse.move(*viewer.to_page(780, 690), steps=6)
+    page.mouse.up()
+    state = viewer.wait_state(lambda s: len(s["polygons"]) == 2)
+    rectangle = state["polygons"][1]
+    corners = [(480, 600), (780, 600), (780, 690), (480, 690)]
+    assert len(rectangle) == 4
+    for x, y in corners:
+        assert min(math.hypot(x - rx, y - ry) for rx, ry in rectangle) <= 2, rectangle
+    assert shoelace(rectangle) == pytest.approx(300 * 90, rel=0.02)
+
+    # A freehand loop around (600, 420), radius 50, not closed by hand: it closes itself.
+    ui.get_by_role("button", name="Freehand").click()
+    loop = [
+        (600 + 50 * math.cos(2 * math.pi * k / 60), 420 + 50 * math.sin(2 * math.pi * k / 60))
+        for k in range(58)
+    ]
+    page.mouse.move(*viewer.to_page(*loop[0]))
+    page.mouse.down()
+    for point in loop[1:]:
+        page.mouse.move(*viewer.to_page(*point))
+    page.mouse.up()
+    state = viewer.wait_state(lambda s: len(s["polygons"]) == 3)
+    stroke = state["polygons"][2]
+    assert len(stroke) >= 8
+    assert shoelace(stroke) == pytest.approx(math.pi * 50**2, rel=0.05)
+
+    # Filled in the image pane, outlined in the six map panes.
+    assert ui.locator("[data-kind=image] polygon.drawn.filled").count() == 3
+    assert ui.locator("[data-kind=map] polygon.drawn").count() == 18
+    assert ui.locator("[data-kind=map] polygon.drawn.filled").count() == 0
+    viewer.shot("05-drawn")
+
+    ui.get_by_role("button", name="Undo").click()
+    state = viewer.wait_state(lambda s: len(s["polygons"]) == 2)
+    assert state["polygons"][1] == rectangle
+    ui.get_by_role("button", name="Clear").click()
+    viewer.wait_state(lambda s: s["polygons"] == [])
+    assert ui.locator("polygon.drawn").count() == 0

@@ -1,0 +1,126 @@
+"""Who is using the app, in the mode the operator configured (review.identity): a name typed in
+local mode, a signed-in account, or the name a trusted proxy sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from annotations.store import StoreError
+from review import identity
+from ui import cache, widgets
+
+
+@dataclass(frozen=True)
+class Person:
+    """The reader using the app: their normalised name and whether they are an admin (who sees
+    every read and manages studies)."""
+
+    name: str
+    admin: bool
+
+
+def _local() -> Person | None:
+    key = "reader"
+    if key not in st.session_state:
+        # A reload keeps the reader: from the address bar, else the last reader of this store.
+        st.session_state[key] = st.query_params.get("reader") or _last_reader() or ""
+    st.text_input(
+        "Reader",
+        key=key,
+        placeholder="your name or initials",
+        help="Stored with every read you save.",
+    )
+    typed = st.session_state[key] or ""
+    if not typed.strip():
+        return None
+    try:
+        name = identity.normalise_name(typed)
+    except identity.IdentityError as err:
+        st.error(widgets.plain(str(err)))
+        return None
+    st.query_params["reader"] = name
+    # One person on this machine: they manage the studies too.
+    return Person(name, admin=True)
+
+
+def _last_reader() -> str | None:
+    try:
+        return cache.store(cache.database_url()).last_reader()
+    except StoreError:
+        return None
+
+
+def _password() -> Person | None:
+    signed = st.session_state.get("signed_in")
+    if signed:
+        st.caption(f"Signed in as **{widgets.plain(signed)}**")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            del st.session_state["signed_in"]
+            st.rerun()
+        return _person(signed)
+    with st.form("sign_in"):
+        name = st.text_input("Name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        try:
+            st.session_state["signed_in"] = identity.sign_in(
+                cache.store(cache.database_url()), name, password
+            )
+        except identity.IdentityError as err:
+            st.error(str(err))
+            return None
+        st.rerun()
+    return None
+
+
+def _proxy() -> Person | None:
+    header = identity.user_header()
+    sent = st.context.headers.get(header)
+    if not sent:
+        st.error(f"The sign-in proxy did not name a reader (header {widgets.plain(header)}).")
+        return None
+    try:
+        name = identity.normalise_name(sent)
+    except identity.IdentityError as err:
+        st.error(widgets.plain(str(err)))
+        return None
+    st.caption(f"Signed in as **{widgets.plain(name)}** (single sign-on)")
+    return _person(name)
+
+
+def _person(name: str) -> Person | None:
+    account = cache.store(cache.database_url()).reader(name)
+    if account is None or account.disabled:
+        st.error("This account is not (or no longer) enabled; ask an admin.")
+        return None
+    return Person(name, admin=account.role == "admin")
+
+
+def sign_in() -> Person | None:
+    """Draws the sign-in part of the sidebar for the configured mode; gives the person, None
+    until someone is known. In local mode on an address other than loopback it refuses."""
+    try:
+        mode = identity.auth_mode()
+    except identity.IdentityError as err:
+        st.error(str(err))
+        return None
+    if mode == "local":
+        if not identity.is_loopback(st.get_option("server.address")):
+            st.error(
+                "Local mode (no sign-in) is only allowed on a loopback address; set "
+                "LRAN_AUTH=password or proxy to serve readers on a network."
+            )
+            return None
+        person = _local()
+        st.caption("Local mode: no sign-in; only this machine can reach the app.")
+        return person
+    return _password() if mode == "password" else _proxy()
+
+
+def person() -> Person | None:
+    """The person sign_in found in this run."""
+    found: Person | None = st.session_state.get("_person")
+    return found

@@ -1,0 +1,2 @@
+"""Streamlit custom components of LRAN Review, shipped pre-built: nothing is fetched at run
+time."""

@@ -1,0 +1,279 @@
+"""The reader's read of a case: the drawing canvas and the diagnosis form, kept as a draft in
+the store while it is being made (a reload or a new tab loses nothing), and Save.
+
+A read has a label from the study's label set, a confidence (1-5), a note, and a region, or an
+explicit "no region" (its scores are then None, not 0, and comparisons leave it out). Saving
+with an empty drawing asks once. Freehand strokes are closed from their last point back to the
+first (what they enclose is the region).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from annotations.records import ReviewRecord
+from annotations.store import StoreError
+from review.drawing import drawn_region
+from review.items import ImageItem
+from review.modelsets import display_name
+from review.records import Read
+from review.studies import LabelSet
+from ui import cache, widgets
+
+# One canvas size for patches and regions: a drawing is kept in canvas coordinates, and must
+# mean the same pixels when the reader switches an image between the two.
+CANVAS_SIDE = 384
+DRAWING_TOOLS = {"Freehand": "freedraw", "Polygon": "polygon", "Rectangle": "rect"}
+REGION_STYLE = {
+    "stroke_color": "#{:02x}{:02x}{:02x}".format(*widgets.REGION_RGB),
+    "fill_color": "rgba({}, {}, {}, 0.25)".format(*widgets.REGION_RGB),
+}
+CONFIDENCE = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 certain"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """What the read view needs to know of the case: the reader, the case's id and image, the
+    study's labels, and which read this is ('unaided', 'aided' or 'open')."""
+
+    reader: str
+    case_id: int
+    item: ImageItem
+    labels: LabelSet
+    kind: str
+
+
+# A function that turns (reader, label, mask, read) into the record to store.
+Build = Callable[[str, str, np.ndarray, Read], ReviewRecord]
+
+
+def _store() -> Any:
+    return cache.store(cache.database_url())
+
+
+def draft(case: Case) -> dict[str, Any]:
+    """The draft of this read, from session state, else from the store (a reload), else
+    empty. Kept in session state under the case, so widgets and callbacks share it."""
+    key = f"draft-{case.case_id}-{case.kind}"
+    if key not in st.session_state:
+        stored = None
+        try:
+            stored = _store().draft(case.reader, case.case_id)
+        except StoreError:
+            pass
+        stored = stored or {}
+        if stored.get("kind") not in (None, case.kind) and case.kind == "aided":
+            # The aided read starts from the unaided one: same label, region and note.
+            stored = {**stored, "kind": "aided"}
+        st.session_state[key] = dict(stored, kind=case.kind)
+    found: dict[str, Any] = st.session_state[key]
+    return found
+
+
+def keep(case: Case, **changes: Any) -> None:
+    """Updates the draft and writes it to the store (best effort: a failing database is
+    reported when saving, not on every stroke)."""
+    current = draft(case)
+    current.update(changes)
+    try:
+        _store().save_draft(case.reader, case.case_id, current)
+    except StoreError:
+        pass
+
+
+def _canvas_changed(case: Case, key: str) -> None:
+    value = st.session_state.get(key) or {}
+    drawing = (value.get("drawing") or {}).get("raw")
+    if drawing is not None:
+        keep(case, drawing=drawing, asked_empty=False)
+
+
+def _label_clicked(case: Case, label: str) -> None:
+    keep(case, label=label)
+
+
+def remember(case: Case, name: str, key: str) -> None:
+    keep(case, **{name: st.session_state[key]})
+
+
+def canvas(case: Case) -> tuple[int, int]:
+    """The drawing canvas over the image; gives the canvas size (width, height)."""
+    item = case.item
+    width, height = widgets.display_size(item.width, item.height, CANVAS_SIDE)
+    tool = st.segmented_control(
+        "Tool",
+        list(DRAWING_TOOLS),
+        default="Freehand",
+        key="tool",
+        help="Freehand: draw round the region (it is closed for you). Polygon: click the "
+        "vertices, then the first one again. Undo, redo and clear are under the canvas.",
+    )
+    key = f"canvas-{case.case_id}-{case.kind}"
+    seeds = st.session_state.setdefault("canvas_seeds", {})
+    if key not in st.session_state:
+        # A canvas (re)mounts with the last drawing; while it stays mounted its initial
+        # drawing must not change: the canvas would reload it and lose its undo history.
+        seeds[key] = draft(case).get("drawing")
+    st_canvas(
+        **REGION_STYLE,
+        stroke_width=2,
+        background_image=widgets.for_display(item.rgb, CANVAS_SIDE),
+        width=width,
+        height=height,
+        drawing_mode=DRAWING_TOOLS[tool or "Freehand"],
+        initial_drawing=seeds.get(key),
+        key=key,
+        on_change=partial(_canvas_changed, case, key),
+    )
+    return width, height
+
+
+def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None = None) -> None:
+    """The diagnosis (one button per label, keys 1, 2, ...), confidence, note, no region, and
+    Save (Ctrl+Enter)."""
+    current = draft(case)
+    st.markdown("**Your diagnosis**")
+    columns = st.columns(len(case.labels.choices))
+    for i, (column, label) in enumerate(zip(columns, case.labels.choices, strict=True), start=1):
+        column.button(
+            label,
+            key=f"label-{case.case_id}-{i}",
+            width="stretch",
+            type="primary" if current.get("label") == label else "secondary",
+            on_click=_label_clicked,
+            args=(case, label),
+            shortcut=str(i),
+            help=f"key {i}",
+        )
+    conf_key = f"confidence-{case.case_id}-{case.kind}"
+    if conf_key not in st.session_state and current.get("confidence"):
+        st.session_state[conf_key] = current["confidence"]
+    st.segmented_control(
+        "Confidence",
+        list(CONFIDENCE),
+        format_func=CONFIDENCE.__getitem__,
+        key=conf_key,
+        on_change=remember,
+        args=(case, "confidence", conf_key),
+    )
+    note_key = f"note-{case.case_id}-{case.kind}"
+    if note_key not in st.session_state:
+        st.session_state[note_key] = current.get("note", "")
+    st.text_area(
+        "Note",
+        key=note_key,
+        height=68,
+        on_change=remember,
+        args=(case, "note", note_key),
+        placeholder="optional",
+    )
+    none_key = f"no-region-{case.case_id}-{case.kind}"
+    if none_key not in st.session_state:
+        st.session_state[none_key] = bool(current.get("no_region"))
+    st.checkbox(
+        "No region: nothing here to outline",
+        key=none_key,
+        on_change=remember,
+        args=(case, "no_region", none_key),
+    )
+    if extra is not None:
+        extra()
+    title = {"unaided": "Save unaided read", "aided": "Save aided read"}.get(case.kind, "Save read")
+    st.button(
+        title,
+        type="primary",
+        icon=":material/save:",
+        key=f"save-{case.kind}",
+        shortcut="Ctrl+Enter",
+        on_click=save,
+        width="stretch",
+    )
+
+
+def save_read(case: Case, canvas_size: tuple[int, int], build: Build, read: Read) -> None:
+    """Save button callback: checks the read, builds its record (scores included) and stores
+    it in one transaction; the outcome (or why not) is kept for the page to show."""
+    outcome = st.session_state.setdefault("save_outcome", {})
+    outcome.pop(case.case_id, None)
+    current = draft(case)
+    label = current.get("label")
+    if not label:
+        outcome[case.case_id] = ("warning", "Choose your diagnosis before saving.")
+        return
+    try:
+        mask = drawn_region(
+            current.get("drawing") or {}, (case.item.width, case.item.height), canvas_size
+        )
+    except ValueError as err:
+        outcome[case.case_id] = ("error", f"The drawing cannot be turned into a region: {err}")
+        return
+    no_region = bool(current.get("no_region"))
+    if no_region:
+        mask = np.zeros_like(mask)
+    elif not mask.any():
+        # Asked once: an empty drawing is saved only as an explicit "no region".
+        outcome[case.case_id] = (
+            "warning",
+            "Your region is empty. Draw it, or tick **No region** and save again "
+            "(a read without a region is stored as such and left out of comparisons).",
+        )
+        return
+    confidence = current.get("confidence")
+    read = Read(
+        **{
+            **read.__dict__,
+            "confidence": int(confidence) if confidence else None,
+            "note": (current.get("note") or "").strip() or None,
+            "no_region": no_region,
+            "best_map": current.get("best_map"),
+        }
+    )
+    try:
+        record = build(case.reader, label, mask, read)
+        saved = _store().save_review(record)
+    except (StoreError, ValueError) as err:
+        outcome[case.case_id] = (
+            "error",
+            f"Not saved: {err}. Your region and diagnosis are kept; save again once the "
+            "problem is solved.",
+        )
+        return
+    if case.kind != "unaided":
+        try:
+            _store().drop_draft(case.reader, case.case_id)
+        except StoreError:
+            pass
+        st.session_state.pop(f"draft-{case.case_id}-{case.kind}", None)
+    outcome[case.case_id] = (
+        "success",
+        f"Saved as read {saved.review_id}, version {saved.version} "
+        + ("(no region)." if no_region else f"(region of {int(mask.sum())} px)."),
+        [s.__dict__ for s in record.scores] if case.kind != "unaided" else None,
+    )
+
+
+def outcome(case: Case) -> None:
+    """The last save's message for this case (cleared when a save fails or is refused)."""
+    found = st.session_state.get("save_outcome", {}).get(case.case_id)
+    if not found:
+        return
+    kind, message = found[0], found[1]
+    getattr(st, kind)(widgets.plain(message) if kind == "error" else message)
+    if len(found) > 2 and found[2]:
+        st.dataframe(score_table(found[2]), hide_index=True)
+
+
+def score_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Score rows with the model shown by its display name."""
+    frame = pd.DataFrame(rows)
+    if "model" in frame:
+        frame["model"] = frame["model"].map(display_name)
+    return frame
