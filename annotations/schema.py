@@ -162,7 +162,8 @@ class Review(Base):
     ``mpp`` is the microns per pixel the maps were made and scored at, ``overlap`` how much the
     classified windows of a region overlap (None for a patch). ``is_reference`` marks an
     imported reference annotation (reader ``reference:<file>``), stored by ``imported_by``.
-    Reader studies: ``study_id`` and ``case_id``; ``read_kind`` (READ_KINDS); ``blinded`` and
+    ``kind``: how the image was read ('patch': classified whole; 'region': mapped window by
+    window). Reader studies: ``study_id`` and ``case_id``; ``read_kind`` (READ_KINDS); ``blinded`` and
     ``visible`` (what the reader could see: a list of 'image', 'predictions', 'maps',
     'model names'); ``confidence`` 1-5; ``no_region`` (the reader said so explicitly; scores
     are then None); ``parent_id`` (an aided read's unaided read); ``anonymised`` (the letters
@@ -198,6 +199,7 @@ class Review(Base):
     imported_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"), nullable=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), server_default="patch", default="patch")
     read_kind: Mapped[str] = mapped_column(String(16), server_default="open", default="open")
     blinded: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     visible: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)

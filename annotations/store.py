@@ -137,6 +137,15 @@ class Store:
         self._write_engine = self.engine.execution_options(lran_begin="BEGIN IMMEDIATE")
         self._migrate()
         self._identity = self._file_identity()
+        if self._file is not None:
+            # From now on connections open the file read-write but never create it: a database
+            # deleted under the app must fail loudly, not come back empty.
+            self.engine.dispose()
+            self.engine = create_engine(
+                f"sqlite:///file:{self._file}?mode=rw&uri=true", connect_args={"uri": True}
+            )
+            _configure_sqlite(self.engine)
+            self._write_engine = self.engine.execution_options(lran_begin="BEGIN IMMEDIATE")
         self.blobs = blob_store(
             blobs if blobs is not None else os.environ.get(ENV_BLOBS), self._file
         )
@@ -300,6 +309,7 @@ class Store:
             imported_by=rec.imported_by,
             study_id=rec.study_id,
             case_id=rec.case_id,
+            kind=rec.kind,
             read_kind=rec.read_kind,
             blinded=rec.blinded,
             visible=list(rec.visible),
@@ -364,7 +374,7 @@ class Store:
             Item.filename,
             Item.width,
             Item.height,
-            Item.kind,
+            Review.kind,
             Review.mpp,
             Review.overlap,
             Review.reader,

@@ -334,6 +334,18 @@ def test_a_first_release_sqlite_file_migrates_keeping_every_row(tmp_path):
     assert set(region_cams.cam_class) == {"IDC-positive"}
     assert scores[scores.review_id < 5].cam_class.isna().all()  # never recorded for patches
     assert (scores.tolerance_px == 15.0).all()
+    # Reviews made before studies: open reads (the maps were on screen) of their own study,
+    # one case per item; and the blinded default study a fresh install starts in.
+    studies = {st.name: st for st in store.studies()}
+    earlier = studies["Reviews before studies"]
+    assert (earlier.blinding, earlier.label_set) == ("open", "IDC")
+    assert studies["Default study"].blinding == "blinded"
+    assert list(reviews.read_kind) == ["open"] * 5 + ["reference"]
+    assert set(reviews.study_id) == {earlier.study_id}
+    assert list(reviews.kind) == ["patch"] * 4 + ["region"] * 2
+    cases = store.cases(earlier.study_id)
+    assert [c.group for c in cases] == ["patient 10253", "p2.png", "A03_8.png"]
+    assert reviews.visible.iloc[0] == ["image", "predictions", "maps", "model names"]
     # It opens again without migrating twice, and takes new reviews.
     assert Store(url).save_review(make_record()).version == 1
 

@@ -1,12 +1,16 @@
-"""The Streamlit pages, driven headless by streamlit.testing.v1.AppTest.
+"""The Streamlit pages, driven headless by streamlit.testing.v1.AppTest: studies and the
+worklist, the blinded first read and the reveal, open studies, navigation, persistence,
+Compare and History.
 
 Models are a random-weight set written to a temporary LRAN_MODELS_DIR, so these tests do not
-depend on trained weights; the database is a temporary SQLite file (LRAN_REVIEW_DB).
+depend on trained weights; the database is a temporary SQLite file (LRAN_REVIEW_DB), its images
+kept beside it.
 
-AppTest cannot draw on the canvas (a custom component). The Review page keeps whatever the
-canvas last sent in ``st.session_state["regions"][item_hash]`` (the canvas's change callback
-writes it there, and Save reads it from there); the tests put a drawing there, in the canvas's
-own JSON format, in place of the browser. tests/test_browser_review.py draws with a real mouse.
+AppTest cannot draw on the canvas (a custom component) or press a label's button by keyboard.
+The Review page keeps the read being made as a draft in ``st.session_state["draft-<case>-<kind>"]``
+(the canvas's change callback and the label buttons write it there, and Save reads it); the
+tests put a drawing there, in the canvas's own JSON format, in place of the browser.
+tests/test_browser_review.py draws with a real mouse and presses real keys.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ REVIEW = "ui/pages/review.py"
 COMPARE = "ui/pages/compare.py"
 HISTORY = "ui/pages/history.py"
 TITLES = [DISPLAY_NAMES[v] for v in VARIANTS]
-# The Review page's canvas is 384 px on the patch's longer side.
+# The Review page's canvas is 384 px on the image's longer side.
 CANVAS_SIDE = 384
 
 
@@ -62,8 +66,7 @@ def patch(seed: int, width: int = 50, height: int = 50) -> np.ndarray:
 
 
 def bomb_png(side: int = 20_000) -> bytes:
-    """A PNG whose header claims side x side pixels (the data need not be there: the header
-    alone must get the file refused)."""
+    """A PNG whose header claims side x side pixels (the header alone must get it refused)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
@@ -105,7 +108,7 @@ def rect_drawing(left: float, top: float, width: float, height: float) -> dict:
 
 
 def start(reader: str | None = "dr-a") -> AppTest:
-    """The app on its Start page, with a reader entered."""
+    """The app on its Worklist page, with a reader entered."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     if reader is not None:
@@ -113,9 +116,11 @@ def start(reader: str | None = "dr-a") -> AppTest:
     return at
 
 
-def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
-    """Puts files in the Start page's uploader and reruns."""
+def add(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    """Adds files to the current study through the Worklist page's uploader."""
     at.file_uploader(key="uploads").set_value([(n, data, "image/png") for n, data in files])
+    at.run()
+    at.button(key="add_uploads").click()
     return at.run()
 
 
@@ -129,221 +134,288 @@ def frames(at: AppTest) -> list:
     return [d.value for d in at.dataframe]
 
 
-def probability_frame(at: AppTest):
-    """The probability table: one row per model, its prediction and class probabilities."""
-    (table,) = at.table
-    return table.value.reset_index()
-
-
 def explained(rgb: np.ndarray) -> list[PatchMaps]:
     """What the app's model set (LRAN_MODELS_DIR's 'idc') gives for a patch."""
     return explain_patch(modelsets.load("idc"), rgb)
 
 
-def only_hash(at: AppTest) -> str:
-    """The content hash of the single item in the case list."""
-    (digest,) = list(at.session_state["items"])
-    return digest
+def case_id(at: AppTest) -> int:
+    """The case under review."""
+    return int(at.session_state["case_id"])
 
 
-def draw_and_label(at: AppTest, drawing: dict, label: str) -> None:
-    """On the Review page: the reader's diagnosis (a real widget) and a drawing (see the module
-    docstring for why it is placed in session state)."""
-    digest = next(iter(at.session_state["items"]))
-    at.radio(key=f"label-{digest[:16]}").set_value(label).run()
-    regions = dict(at.session_state["regions"]) if "regions" in at.session_state else {}
-    regions[digest] = drawing
-    at.session_state["regions"] = regions
+def draw_and_label(at: AppTest, kind: str, drawing: dict | None, label: str, **more) -> None:
+    """On the Review page: the read being made (see the module docstring)."""
+    key = f"draft-{case_id(at)}-{kind}"
+    current = dict(at.session_state[key]) if key in at.session_state else {"kind": kind}
+    current.update(label=label, drawing=drawing, **more)
+    at.session_state[key] = current
+
+
+def save(at: AppTest, kind: str) -> AppTest:
+    """Presses the read's Save button."""
+    at.button(key=f"save-{kind}").click()
+    return at.run()
+
+
+def review_page(rgb: np.ndarray, name: str = "p.png", reader: str = "dr-a") -> AppTest:
+    """The app on the Review page of the default (blinded) study with one patch added."""
+    at = add(start(reader), [(name, png(rgb))])
+    at.switch_page(REVIEW).run()
+    assert not at.exception
+    return at
+
+
+def open_study(url: str, name: str = "open") -> int:
+    """Creates an open (unblinded) study in the database; gives its id."""
+    return Store(url).create_study(name, "IDC", "open", "idc").study_id
+
+
+def choose_study(at: AppTest, study: int) -> AppTest:
+    """Picks a study in the sidebar."""
+    at.selectbox(key="study_choice").set_value(study)
+    return at.run()
 
 
 # ---------------------------------------------------------------------------------------------
-# Start page
+# Worklist
 
 
-def test_without_weights_the_app_says_so_and_still_takes_uploads(
+def test_without_weights_the_app_says_so_and_still_takes_cases(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LRAN_MODELS_DIR", str(tmp_path / "no-models"))
     monkeypatch.setenv("LRAN_REVIEW_DB", f"sqlite:///{tmp_path / 'r.sqlite'}")
-    at = start()
+    at = add(start(), [("a.png", png(patch(1)))])
     assert not at.exception
-    assert any("No trained weights are installed" in e for e in texts(at.error))
-    upload(at, [("a.png", png(patch(1)))])
-    assert not at.exception
-    assert len(at.session_state["items"]) == 1
-    assert not at.table
+    assert texts(at.success) == ["Added 1 case."]
     at.switch_page(REVIEW).run()
     assert not at.exception
-    assert any("No trained weights are installed" in e for e in texts(at.error))
+    assert any("models cannot be loaded" in e for e in texts(at.error))
 
 
-def test_upload_shows_three_models_probabilities(env: str) -> None:
-    at = upload(start(), [("patient 7 / x.png", png(patch(2)))])
-    assert not at.exception
-    table = probability_frame(at)
-    assert list(table["model"]) == TITLES == ["ResNet-18", "R-RAN", "R-LRAN"]
-    probs = table[CLASSES].to_numpy()
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert list(table["prediction"]) == [CLASSES[i] for i in probs.argmax(axis=1)]
-    # The uploaded name is shown as given (it is never used as a path).
-    case = next(f for f in frames(at) if "sha256" in f.columns)
-    assert list(case["file"]) == ["patient 7 / x.png"]
-    assert texts(at.subheader)[-1] == "Preview: patient 7 / x.png"
-    # The patch, 3 CAMs, 2 attention maps and the LRAN gates: every map is shown.
-    outputs = explained(patch(2))
-    assert len(at.get("image")) == 1 + sum(len(o.maps()) for o in outputs)
-
-
-def test_a_file_name_is_shown_as_text_not_as_markdown(env: str) -> None:
-    name = "![x](http://example.invalid/t.png) *b*.png"
-    at = upload(start(), [(name, png(patch(18)))])
-    (preview,) = [s.value for s in at.subheader if s.value.startswith("Preview")]
-    assert "![" not in preview and "](" not in preview and "*b*" not in preview
-    assert preview.replace("\\", "") == f"Preview: {name}"
-
-
-def test_same_file_twice_is_one_item_and_bad_uploads_are_refused_by_name(env: str) -> None:
+def test_cases_are_kept_once_by_content_and_bad_files_refused_by_name(env: str) -> None:
     good = png(patch(3))
     full = png(patch(4))
-    rgba = png(np.dstack([patch(5), np.full((50, 50), 128, np.uint8)]))
-    gray = png(Image.fromarray(patch(6)[..., 0]))
-    deep = png(Image.fromarray(patch(7)[..., 0].astype(np.uint16) * 257))
-    at = upload(
+    at = add(
         start(),
         [
-            ("good.png", good),
+            ("10253_idx5_x1351_y1101_class1.png", good),
             ("copy-of-good.png", good),
             ("notes.png", b"these are my notes, not an image"),
             ("cut.png", full[: len(full) // 2]),
             ("bomb.png", bomb_png()),
             ("dot.png", png(patch(8, 1, 1))),
-            ("rgba.png", rgba),
-            ("gray.png", gray),
-            ("deep.png", deep),
+            ("scans/slide-7/tile.png", png(patch(5))),
         ],
     )
     assert not at.exception
     errors = texts(at.error)
     for name in ("notes.png", "cut.png", "bomb.png", "dot.png"):
         assert sum(name in e for e in errors) == 1, (name, errors)
-    assert not any(n in e for e in errors for n in ("good.png", "rgba.png", "gray", "deep"))
-    names = [it.filename for it in at.session_state["items"].values()]
-    assert names == ["good.png", "rgba.png", "gray.png", "deep.png"]
-    assert all(it.rgb.shape == (50, 50, 3) for it in at.session_state["items"].values())
-    # The newest good upload is explained; the refusals did not stop it.
-    assert len(probability_frame(at)) == 3
+    assert texts(at.success) == ["Added 2 cases; 1 already in the study."]
+    store = Store(env)
+    (study,) = store.studies()
+    assert (study.name, study.blinding, study.label_set) == ("Default study", "blinded", "IDC")
+    cases = store.cases(study.study_id)
+    assert [c.item.filename for c in cases] == [
+        "10253_idx5_x1351_y1101_class1.png",
+        "scans/slide-7/tile.png",
+    ]
+    # Groups: the IDC patient from the name, else the folder the file came from.
+    assert [c.group for c in cases] == ["patient 10253", "slide-7"]
+    assert store.image_bytes(cases[0].item.item_hash) == good
+    table = next(f for f in frames(at) if "status" in f.columns)
+    assert list(table["status"]) == ["unread", "unread"]
+    assert list(table["group"]) == ["patient 10253", "slide-7"]
+    assert all(str(v).startswith("data:image/jpeg;base64,") for v in table["image"])
+    assert any("0 of 2 done" in p.proto.text for p in at.get("progress"))
 
 
 # ---------------------------------------------------------------------------------------------
-# Review page
+# The blinded first read, then the reveal
 
 
-def review_page(rgb: np.ndarray, name: str = "p.png") -> AppTest:
-    """The app on the Review page with one uploaded patch."""
-    at = upload(start(), [(name, png(rgb))])
-    at.switch_page(REVIEW).run()
-    assert not at.exception
-    return at
-
-
-def test_save_writes_item_predictions_region_and_scores(env: str) -> None:
+def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(env: str) -> None:
     rgb = patch(9)
     at = review_page(rgb)
-    shown = probability_frame(at)
-    # 7.68 canvas px per image px: this rectangle covers image columns 10-29 and rows 10-19.
+    # Nothing of the models: no probability table, no map, no model names, no model set.
+    assert not at.table and not at.get("image")
+    page = " ".join(texts(at.markdown) + texts(at.caption))
+    assert not any(t in page for t in [*TITLES, "CAM", "attention", "idc"])
     scale = CANVAS_SIDE / 50
-    draw_and_label(at, rect_drawing(10 * scale, 10 * scale, 20 * scale, 10 * scale), "IDC-positive")
-    at.button(key="save").click().run()
+    draw_and_label(
+        at,
+        "unaided",
+        rect_drawing(10 * scale, 10 * scale, 20 * scale, 10 * scale),
+        "IDC-positive",
+        confidence=4,
+        note="dense tumour",
+    )
+    at = save(at, "unaided")
     assert not at.exception
-    assert any("Saved as review 1, version 1" in s for s in texts(at.success))
+    assert any("Saved as read 1, version 1" in s for s in texts(at.success))
+    # Revealed: every model's probabilities and maps.
+    (table,) = at.table
+    assert list(table.value.reset_index()["model"]) == TITLES
+    outputs = explained(rgb)
+    assert len(at.get("image")) == 1 + sum(len(o.maps()) for o in outputs)
 
     store = Store(env)
-    reviews = store.reviews_frame()
-    assert len(reviews) == 1
-    row = reviews.iloc[0]
-    digest = only_hash(at)
-    assert (row.item_hash, row.filename, row.width, row.height) == (digest, "p.png", 50, 50)
-    assert (row.reader, row.label, row.model_set, row.version) == ("dr-a", "IDC-positive", "idc", 1)
-
-    mask = store.get_mask(row.review_id)
+    (row,) = store.reviews_frame().itertuples()
+    assert (row.read_kind, row.blinded, row.visible) == ("unaided", True, ["image"])
+    assert (row.label, row.confidence, row.note, row.no_region) == (
+        "IDC-positive",
+        4,
+        "dense tumour",
+        False,
+    )
+    assert row.label_set == "IDC" and row.case_id == case_id(at)
     expected = np.zeros((50, 50), bool)
     expected[10:20, 10:30] = True
-    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(store.get_mask(row.review_id), expected)
     np.testing.assert_array_equal(
         geojson_to_mask(store.get_geojson(row.review_id), (50, 50)), expected
     )
-
-    predictions = store.predictions_frame().set_index("model")
-    assert list(shown["model"]) == TITLES
-    for variant, (_, model_row) in zip(VARIANTS, shown.iterrows(), strict=True):
-        stored = predictions.loc[variant, "probabilities"]
-        for cls in CLASSES:
-            assert stored[cls] == pytest.approx(model_row[cls], abs=1e-6)
-
-    outputs = explained(rgb)
+    # The unaided region is scored against the maps the reader did not see.
     scores = store.scores_frame().set_index(["model", "map"])
-    expected_rows = {(o.variant, m) for o in outputs for m in o.maps()}
-    assert set(scores.index) == expected_rows
-    assert ("resnet18-lran", "gate1") in expected_rows and (
-        "resnet18",
-        "attention",
-    ) not in expected_rows
+    assert set(scores.index) == {(o.variant, m) for o in outputs for m in o.maps()}
     for out in outputs:
         for name, scored in out.maps().items():
             got = scores.loc[(out.variant, name)]
-            # A PNG patch has no µm/px: the pointing game's tolerance is 5% of 50 px.
-            assert got.tolerance_px == 2.5 and np.isnan(got.tolerance_um)
+            assert got.tolerance_px == 2.5  # a PNG has no µm/px: 5% of 50 px
             want = agreement(scored.values, expected, 2.5)
-            assert bool(got.pointing_game) == want.pointing_game
             assert got.energy_pointing_game == pytest.approx(want.energy_pointing_game)
             assert got.auroc == pytest.approx(want.auroc)
-            # The CAM is scored for (and stored with) the predicted class; other maps have none.
-            expected_class = out.class_names[out.predicted] if name == "cam" else None
-            assert (None if pd.isna(got.cam_class) else got.cam_class) == expected_class
+            assert (None if pd.isna(got.cam_class) else got.cam_class) == (
+                out.class_names[out.predicted] if name == "cam" else None
+            )
+    predictions = store.predictions_frame().set_index("model")
+    for out in outputs:
+        for cls, p in zip(CLASSES, out.probs, strict=True):
+            assert predictions.loc[out.variant, "probabilities"][cls] == pytest.approx(p)
 
 
-def test_saving_again_adds_a_version(env: str) -> None:
+def test_the_aided_read_is_linked_and_the_unaided_one_stays_locked(env: str) -> None:
     at = review_page(patch(10))
-    draw_and_label(at, rect_drawing(0, 0, 192, 192), "IDC-negative")
-    at.button(key="save").click().run()
-    draw_and_label(at, rect_drawing(192, 192, 192, 192), "unsure")
-    at.button(key="save").click().run()
+    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 192), "IDC-negative")
+    at = save(at, "unaided")
+    # The aided read starts from the unaided one.
+    assert at.session_state[f"draft-{case_id(at)}-aided"]["label"] == "IDC-negative"
+    draw_and_label(at, "aided", rect_drawing(192, 192, 192, 192), "IDC-positive")
+    at = save(at, "aided")
     assert any("version 2" in s for s in texts(at.success))
-    reviews = Store(env).reviews_frame()
-    assert list(reviews["version"]) == [1, 2]
-    assert list(reviews["label"]) == ["IDC-negative", "unsure"]
-    first, second = (Store(env).get_mask(i) for i in reviews["review_id"])
+    store = Store(env)
+    reads = store.reviews_frame()
+    assert list(reads["read_kind"]) == ["unaided", "aided"]
+    assert list(reads["blinded"]) == [True, False]
+    assert reads["visible"].iloc[1] == ["image", "predictions", "maps", "model names"]
+    assert int(reads["parent_id"].iloc[1]) == int(reads["review_id"].iloc[0])
+    first, second = (store.get_mask(int(i)) for i in reads["review_id"])
     assert first[:25, :25].all() and not first[25:, 25:].any()
     assert second[25:, 25:].all() and not second[:25, :25].any()
+    # The worklist says so, and the latest-only view keeps both kinds.
+    assert len(store.reviews_frame(latest_only=True)) == 2
+    with pytest.raises(ValueError, match="locked"):
+        record = explain_record_like(store, reads.iloc[0])
+        store.save_review(record)
 
 
-def test_target_class_changes_the_stored_cam_scores(env: str) -> None:
-    rgb = patch(11)
-    at = review_page(rgb)
-    draw_and_label(at, rect_drawing(0, 0, 384, 100), "IDC-positive")
-    at.selectbox(key="target").set_value(0).run()
-    at.button(key="save").click().run()
+def explain_record_like(store: Store, row: pd.Series):
+    """A second unaided read of the same case by the same reader (which must be refused)."""
+    from annotations.geojson import mask_to_geojson
+    from annotations.records import ReviewRecord
+
+    mask = store.get_mask(int(row.review_id))
+    return ReviewRecord(
+        item_hash=row.item_hash,
+        filename=row.filename,
+        width=int(row.width),
+        height=int(row.height),
+        kind=row.kind,
+        reader=row.reader,
+        model_set="idc",
+        label="IDC-positive",
+        mask=mask,
+        geojson=mask_to_geojson(mask),
+        study_id=int(row.study_id),
+        case_id=int(row.case_id),
+        read_kind="unaided",
+        blinded=True,
+        visible=["image"],
+    )
+
+
+def test_an_empty_region_asks_once_then_saves_an_explicit_no_region(env: str) -> None:
+    at = review_page(patch(11))
+    draw_and_label(at, "unaided", None, "IDC-negative")
+    at = save(at, "unaided")
+    assert any("Your region is empty" in w for w in texts(at.warning))
+    assert Store(env).reviews_frame().empty
+    draw_and_label(at, "unaided", None, "IDC-negative", no_region=True)
+    at = save(at, "unaided")
+    assert any("(no region)" in s for s in texts(at.success))
     store = Store(env)
+    (row,) = store.reviews_frame().itertuples()
+    assert row.no_region and not store.get_mask(row.review_id).any()
+    scores = store.scores_frame()
+    assert len(scores) > 0 and scores["energy_pointing_game"].isna().all()
+    assert scores["auroc"].isna().all() and scores["pointing_game"].isna().all()
+
+
+def test_a_diagnosis_is_needed_and_a_failed_save_keeps_the_read(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = review_page(patch(13))
+    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 384), None)
+    at = save(at, "unaided")
+    assert any("Choose your diagnosis" in w for w in texts(at.warning))
+    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 384), "IDC-positive")
+    # The database file goes missing under the app: the save is refused, nothing is lost.
+    Path(env.removeprefix("sqlite:///")).unlink()
+    at = save(at, "unaided")
+    assert not at.exception
+    assert any("Not saved" in e and "deleted" in e for e in texts(at.error))
+    assert not at.success
+    draft = at.session_state[f"draft-{case_id(at)}-unaided"]
+    assert draft["label"] == "IDC-positive" and draft["drawing"]["objects"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Open studies: the maps from the start
+
+
+def test_an_open_study_shows_the_maps_and_stores_the_chosen_cam_class(env: str) -> None:
+    study = open_study(env)
+    at = start()
+    at = choose_study(at, study)
+    rgb = patch(12)
+    at = add(at, [("p.png", png(rgb))])
+    at.switch_page(REVIEW).run()
+    assert len(at.table) == 1 and at.get("image")
+    draw_and_label(at, "open", rect_drawing(0, 0, 384, 100), "IDC-positive")
+    at.selectbox(key="target").set_value(0).run()
+    at = save(at, "open")
+    store = Store(env)
+    (row,) = store.reviews_frame().itertuples()
+    assert (row.read_kind, row.blinded, row.study_id) == ("open", False, study)
     scores = store.scores_frame().set_index(["model", "map"])
-    mask = store.get_mask(int(store.reviews_frame()["review_id"].iloc[0]))
     out = explained(rgb)[0]
-    want = agreement(out.cams[0], mask).energy_pointing_game
+    mask = store.get_mask(row.review_id)
+    want = agreement(out.cams[0], mask, 2.5).energy_pointing_game
     assert scores.loc[(out.variant, "cam")].energy_pointing_game == pytest.approx(want)
     assert scores.loc[(out.variant, "cam")].cam_class == CLASSES[0]
 
 
-def test_non_square_patch_is_scored_in_its_own_pixels(env: str) -> None:
+def test_a_non_square_patch_is_scored_in_its_own_pixels(env: str) -> None:
     at = review_page(patch(12, width=50, height=30), name="edge.png")
     # The canvas is 384 x 230 for a 50 x 30 patch; this covers the left half.
-    draw_and_label(at, rect_drawing(0, 0, 192, 230.4), "IDC-negative")
-    at.button(key="save").click().run()
-    assert not at.exception
+    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 230.4), "IDC-negative")
+    at = save(at, "unaided")
     store = Store(env)
     mask = store.get_mask(int(store.reviews_frame()["review_id"].iloc[0]))
     assert mask.shape == (30, 50)
     assert mask[:, :25].all() and not mask[:, 25:].any()
-    outputs = explained(patch(12, 50, 30))
-    assert len(store.scores_frame()) == sum(len(o.maps()) for o in outputs)
 
 
 def test_large_upload_keeps_maps_small_and_scores_in_image_pixels(
@@ -363,74 +435,73 @@ def test_large_upload_keeps_maps_small_and_scores_in_image_pixels(
     assert rows[0].tolerance_px == 40.0 and rows[0].tolerance_um is None
 
 
-def test_a_database_that_cannot_be_written_keeps_the_review_for_another_try(
-    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    at = review_page(patch(13))
-    draw_and_label(at, rect_drawing(0, 0, 192, 384), "IDC-positive")
-    monkeypatch.setenv("LRAN_REVIEW_DB", f"sqlite:///{tmp_path / 'missing' / 'dir' / 'r.sqlite'}")
-    at.button(key="save").click().run()
-    assert not at.exception
-    assert any("Not saved" in e for e in texts(at.error))
-    digest = only_hash(at)
-    assert at.session_state["labels"][digest] == "IDC-positive"
-    assert at.session_state["regions"][digest]["objects"]
-    assert at.radio(key=f"label-{digest[:16]}").value == "IDC-positive"
-
-    monkeypatch.setenv("LRAN_REVIEW_DB", env)
-    at.button(key="save").click().run()
-    assert any("Saved as review 1, version 1" in s for s in texts(at.success))
-    mask = Store(env).get_mask(1)
-    assert mask[:, :25].all() and not mask[:, 25:].any()
+# ---------------------------------------------------------------------------------------------
+# Moving through the worklist, and coming back
 
 
-def test_next_and_previous_walk_the_case_list_and_keep_each_label(env: str) -> None:
-    at = upload(start(), [("one.png", png(patch(14))), ("two.png", png(patch(15)))])
+def test_each_next_click_moves_one_case_and_the_place_survives_a_new_session(env: str) -> None:
+    at = add(start(), [(f"c{i}.png", png(patch(30 + i))) for i in range(4)])
     at.switch_page(REVIEW).run()
-    first, second = list(at.session_state["items"])
-    assert any("one.png" in m for m in texts(at.markdown))
-    at.radio(key=f"label-{first[:16]}").set_value("unsure").run()
-    at.button(key="next").click().run()
-    assert any("two.png" in m for m in texts(at.markdown))
+    cases = [c.case_id for c in Store(env).cases(Store(env).studies()[0].study_id)]
+    assert case_id(at) == cases[0]
+    # Three clicks, three cases on: each moves from the case in session state when it runs,
+    # not from the one the button was drawn with (tests/test_browser_review.py clicks three
+    # times within one rerun).
+    for _ in range(3):
+        at.button(key="next").click().run()
+    assert case_id(at) == cases[3]
     assert at.button(key="next").disabled
     at.button(key="prev").click().run()
-    assert at.radio(key=f"label-{first[:16]}").value == "unsure"
-    assert second in at.session_state["items"]
+    assert case_id(at) == cases[2]
+    # The diagnosis buttons are real widgets: the draft is kept in the store as it is made.
+    at.button(key=f"label-{cases[2]}-2").click().run()
+    assert at.session_state[f"draft-{cases[2]}-unaided"]["label"] == "IDC-positive"
+    # A reload (a new session on the same database): the same reader, study and case, and the
+    # unsaved read.
+    again = AppTest.from_file(APP, default_timeout=60)
+    again.run()
+    assert again.text_input(key="reader").value == "dr-a"
+    again.switch_page(REVIEW).run()
+    assert case_id(again) == cases[2]
+    assert again.session_state[f"draft-{cases[2]}-unaided"]["label"] == "IDC-positive"
+    # Next unread skips what is read.
+    again.button(key="next_unread").click().run()
+    assert case_id(again) == cases[3]
 
 
 # ---------------------------------------------------------------------------------------------
-# Compare and History pages
+# Compare and History
 
 
 def two_readers(env: str) -> AppTest:
-    """One patch reviewed by two readers who disagree on the label and half the region."""
+    """One patch read (unaided) by two readers who disagree on the label and half the region."""
     at = review_page(patch(16))
-    draw_and_label(at, rect_drawing(0, 0, 192, 384), "IDC-positive")
-    at.button(key="save").click().run()
+    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 384), "IDC-positive")
+    at = save(at, "unaided")
     at.text_input(key="reader").input("dr-b").run()
-    draw_and_label(at, rect_drawing(0, 0, 384, 384), "IDC-negative")
-    at.button(key="save").click().run()
+    at.switch_page(REVIEW).run()
+    draw_and_label(at, "unaided", rect_drawing(0, 0, 384, 384), "IDC-negative")
+    at = save(at, "unaided")
     assert len(Store(env).reviews_frame()) == 2
     return at
 
 
-def test_compare_page_with_two_readers(env: str) -> None:
+def test_compare_pairs_models_per_read_and_compares_readers(env: str) -> None:
     at = two_readers(env)
     at.switch_page(COMPARE).run()
     assert not at.exception
+    (means,) = at.table
+    assert list(means.value.reset_index()["model"]) == TITLES
+    assert list(means.value["n"]) == [2, 2, 2]
+    pairs = [m for m in texts(at.markdown) if " vs " in m]
+    assert len(pairs) == 3 and all("n = 2" in p for p in pairs)
+    assert pairs[0].startswith("- R-RAN vs ResNet-18 on CAM energy")
     tables = frames(at)
-    models = next(f for f in tables if "accuracy" in f.columns)
-    assert sorted(models["model"]) == sorted(TITLES)
-    assert (models["reviews"] == 2).all()
-    readers = next(f for f in tables if "shared patches" in f.columns)
+    labels = next(f for f in tables if "agreement" in f.columns)
+    assert sorted(labels["model"]) == sorted(TITLES) and (labels["reads"] == 2).all()
+    readers = next(f for f in tables if "readers" in f.columns)
     assert list(readers["readers"]) == ["dr-a / dr-b"]
-    assert list(readers["shared patches"]) == [1]
-    # Each LRAN-vs-RAN outcome is counted once per review: two reviews.
-    (wins,) = at.metric
-    assert wins.value.endswith("of 2")
-    assert len(at.get("plotly_chart")) == 4
-    # Both readers' reviews are shown with their attention maps (patch in this session).
-    assert len([i for i in at.get("image")]) == 2 * 4
+    assert "Dice of the regions 0.67" in readers["regions"].iloc[0]
 
 
 def test_history_filters_and_exports(env: str) -> None:
@@ -442,8 +513,6 @@ def test_history_filters_and_exports(env: str) -> None:
     at.multiselect(key="f_reader").set_value(["dr-b"]).run()
     table = next(f for f in frames(at) if "review_id" in f.columns)
     assert list(table["reader"]) == ["dr-b"]
-    assert len(at.get("download_button")) == 4
-
     store = Store(env)
     reviews = store.reviews_frame()
     csv = exports.scores_csv(store, reviews["review_id"])
@@ -453,4 +522,4 @@ def test_history_filters_and_exports(env: str) -> None:
         assert len(names) == 4 and all(n.startswith("review-") for n in names)
         png_name = next(n for n in names if n.startswith("review-1-") and n.endswith(".png"))
         mask = png_to_mask(archive.read(png_name))
-    assert mask[:, :25].all() and not mask[:, 25:].any()
+        assert mask[:, :25].all() and not mask[:, 25:].any()

@@ -1,8 +1,9 @@
 """Region review in the Streamlit app, driven headless by streamlit.testing.v1.AppTest.
 
-A region is an upload larger than the models' patch: the Review page maps it at the microns
-per pixel the reader gives (prefilled from TIFF tags) with lran_core.region, shows
-each model's stitched maps, imports a reference annotation and stores region reviews. Models
+A region is an image larger than the models' patch: the Review page maps it at the microns
+per pixel the reader gives (prefilled from TIFF tags) with lran_core.region, shows each model's
+maps over it, imports a reference annotation and stores region reads. Most tests run in an open
+study (maps from the start); one checks that a blinded study hides a region's maps too. Models
 and database are the random-weight set and temporary SQLite file of tests/test_app_pages.py
 (whose fixtures and helpers this module reuses); drawings are placed in session state as there.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import types
 
 import numpy as np
@@ -20,18 +22,21 @@ from conftest import VARIANTS
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_app_pages import (
-    COMPARE,
     HISTORY,
     REVIEW,
     TITLES,
+    add,
+    case_id,
+    choose_study,
     draw_and_label,
     frames,
+    open_study,
     patch,
     png,
     rect_drawing,
+    save,
     start,
     texts,
-    upload,
 )
 
 from annotations.geojson import geojson_to_mask, mask_to_geojson
@@ -64,13 +69,20 @@ def tiff(rgb: np.ndarray, mpp: float | None) -> bytes:
     return buf.getvalue()
 
 
-def region_page(data: bytes, name: str = "region.tif") -> tuple[AppTest, str]:
-    """The app on the Review page with one uploaded region; gives it and the item's hash."""
-    at = upload(start(), [(name, data)])
+def region_page(
+    data: bytes, name: str = "region.tif", blinded: bool = False
+) -> tuple[AppTest, str]:
+    """The app on the Review page with one region added to an open study (or the default,
+    blinded one); gives it and the item's hash."""
+    study = None if blinded else open_study(os.environ["LRAN_REVIEW_DB"])
+    at = start()
+    if study is not None:
+        at = choose_study(at, study)
+    at = add(at, [(name, data)])
     at.switch_page(REVIEW).run()
     assert not at.exception
-    (digest,) = list(at.session_state["items"])
-    return at, digest
+    store = Store(os.environ["LRAN_REVIEW_DB"])
+    return at, store.case(case_id(at)).item.item_hash
 
 
 def set_reference(at: AppTest, digest: str, name: str, data: bytes) -> AppTest:
@@ -105,16 +117,9 @@ WINDOWS = 20 * 20
 OVERLAP = 0.75
 
 
-def test_region_upload_shows_stitched_maps_of_three_models(env: str) -> None:
+def test_region_upload_shows_the_maps_of_three_models(env: str) -> None:
     rgb = patch(20, SIDE, SIDE)
-    at = upload(start(), [("region.tif", tiff(rgb, MPP))])
-    assert not at.exception
-    # The Start page does not treat a region as one patch: no probabilities there.
-    assert any("larger than the models' patch" in i and "4 µm/px" in i for i in texts(at.info))
-    assert not at.table
-    at.switch_page(REVIEW).run()
-    assert not at.exception
-    (digest,) = list(at.session_state["items"])
+    at, digest = region_page(tiff(rgb, MPP))
     # Region by default, at the resolution of the TIFF tags.
     assert at.toggle(key=f"as-region-{digest[:16]}").value
     assert at.number_input(key=f"mpp-{digest[:16]}").value == pytest.approx(MPP)
@@ -148,7 +153,6 @@ def test_missing_or_absurd_mpp_is_explained_and_nothing_can_be_saved(env: str) -
     errors = texts(at.error)
     assert any("microns per pixel of the image are unknown" in e for e in errors), errors
     assert not captions(at)
-    assert not [b for b in at.button if b.key == "save"]
     at.number_input(key=f"mpp-{digest[:16]}").set_value(1000.0).run()
     assert not at.exception
     assert any("1000.0 µm/px is outside" in e for e in texts(at.error)), texts(at.error)
@@ -175,7 +179,7 @@ def test_a_reference_of_another_size_or_with_unknown_values_is_refused(env: str)
     assert not at.exception
     (error,) = texts(at.error)
     assert "small_mask.png" in error and "200 x 200 px" in error and "300 x 300 px" in error
-    assert digest not in at.session_state["references"]
+    assert digest not in at.session_state.get("references", {})
     labels = bach_mask()
     labels[0, 0] = 7
     set_reference(at, digest, "odd_mask.png", png(labels))
@@ -195,11 +199,14 @@ def test_save_stores_a_region_review_with_every_model_and_map(env: str) -> None:
     # (fabric places a rectangle's 2 px stroke around it: its left and top are 1 px further out).
     scale = CANVAS / SIDE
     draw_and_label(
-        at, rect_drawing(30 * scale - 1, 60 * scale - 1, 120 * scale, 180 * scale), "IDC-positive"
+        at,
+        "open",
+        rect_drawing(30 * scale - 1, 60 * scale - 1, 120 * scale, 180 * scale),
+        "IDC-positive",
     )
-    at.button(key="save").click().run()
+    at = save(at, "open")
     assert not at.exception
-    assert any("Saved as review 1, version 1" in s for s in texts(at.success))
+    assert any("Saved as read 1, version 1" in s for s in texts(at.success))
 
     store = Store(env)
     (row,) = store.reviews_frame().itertuples()
@@ -257,7 +264,7 @@ def test_a_reference_is_outlined_scored_and_stored_as_its_own_review(env: str) -
 
     at.button(key="save_reference").click().run()
     assert not at.exception
-    assert any("Reference scores stored as review 1" in s for s in texts(at.success))
+    assert any("Reference scores stored as read 1" in s for s in texts(at.success))
     # Stored once per session: the button is gone, the message stays.
     assert not [b for b in at.button if b.key == "save_reference"]
 
@@ -283,8 +290,8 @@ def test_a_reference_is_outlined_scored_and_stored_as_its_own_review(env: str) -
     assert got.auroc == pytest.approx(want.auroc)
 
     # The reader's own review is separate, and nothing of the reference's is overwritten.
-    draw_and_label(at, rect_drawing(0, 0, 192, 384), "IDC-negative")
-    at.button(key="save").click().run()
+    draw_and_label(at, "open", rect_drawing(0, 0, 192, 384), "IDC-negative")
+    at = save(at, "open")
     reviews = Store(env).reviews_frame()
     assert list(reviews["reader"]) == ["reference:A_mask.png", "dr-a"]
     np.testing.assert_array_equal(Store(env).get_mask(1), region)
@@ -304,13 +311,13 @@ def test_a_geojson_reference_is_read_in_image_pixels(env: str) -> None:
 def test_a_region_can_be_reviewed_as_one_patch_instead_keeping_the_drawing(env: str) -> None:
     at, digest = region_page(tiff(patch(27, SIDE, SIDE), MPP))
     # Drawn while the image is a region; the canvas has the same size either way.
-    draw_and_label(at, rect_drawing(-1, -1, 192, 384), "unsure")
+    draw_and_label(at, "open", rect_drawing(-1, -1, 192, 384), "non-diagnostic / unsure")
     at.toggle(key=f"as-region-{digest[:16]}").set_value(False).run()
     assert not at.exception
     table = at.table[0].value.reset_index()
     assert list(table["model"]) == TITLES and "tiles" not in table.columns
     assert captions(at)[0] == "patch"
-    at.button(key="save").click().run()
+    at = save(at, "open")
     store = Store(env)
     (row,) = store.reviews_frame().itertuples()
     assert row.kind == "patch"
@@ -331,24 +338,15 @@ def test_the_reference_outline_follows_the_region_border() -> None:
     assert not image.any()
 
 
-def test_compare_shows_region_attention_and_keeps_the_reference_out_of_label_kappas(
-    env: str,
-) -> None:
-    rgb = patch(28, SIDE, SIDE)
-    at, digest = region_page(tiff(rgb, MPP))
-    set_reference(at, digest, "A_mask.png", png(bach_mask()))
-    at.button(key="save_reference").click().run()
-    draw_and_label(at, rect_drawing(0, 0, 192, 384), "IDC-positive")
-    at.button(key="save").click().run()
-    at.switch_page(COMPARE).run()
+def test_a_blinded_region_shows_no_maps_until_the_unaided_read_is_saved(env: str) -> None:
+    at, _ = region_page(tiff(patch(28, SIDE, SIDE), MPP), blinded=True)
+    assert not at.table and not captions(at) and not frames(at)
+    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 384), "IDC-positive")
+    at = save(at, "unaided")
     assert not at.exception
-    # Both reviews, with the region's stitched RAN and LRAN attention (4 images each).
-    assert len(at.get("image")) == 2 * 4
-    assert [img.proto.imgs[0].caption for img in at.get("image")][:1] == ["region"]
-    tables = frames(at)
-    # Only the reader's review has predictions: the reference is no diagnosis.
-    models = next(f for f in tables if "accuracy" in f.columns)
-    assert (models["reviews"] == 1).all()
-    assert not [f for f in tables if "shared patches" in f.columns]
-    # The reader's region and the reference's are compared as two readers' regions.
-    assert len(at.get("plotly_chart")) == 4
+    assert len(captions(at)) == 9
+    store = Store(env)
+    (row,) = store.reviews_frame().itertuples()
+    assert (row.read_kind, row.kind, row.mpp) == ("unaided", "region", MPP)
+    # Scored against the maps the reader did not see.
+    assert set(store.scores_frame().set_index(["model", "map"]).index) == MAP_ROWS

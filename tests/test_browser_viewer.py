@@ -6,11 +6,14 @@ scale bar, and that polygons, rectangles and freehand strokes come back to Pytho
 pixels. Coordinates are converted image px -> screen through the viewer's own viewport
 (``window.__viewer`` inside the component's iframe). Screenshots go to test-artifacts/viewer/.
 
-Needs /usr/bin/chromium; skips with the reason otherwise.
+The browser tests need /usr/bin/chromium and Playwright's Python package, and skip with the
+reason otherwise; the tests of the Python wrapper (encoding, downsampling, caching, the value
+coming back) run without them.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -23,8 +26,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
+from PIL import Image
+
+from ui.components import viewer as component
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "viewer_app.py"
@@ -34,8 +41,10 @@ MPP = 0.5
 IFRAME = "iframe[title*='lran_viewer']"
 TIMEOUT_MS = 60_000
 
-sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}")
+try:
+    from playwright import sync_api
+except ImportError:  # the browser tests skip; the wrapper's tests still run
+    sync_api = None
 
 
 def _free_port() -> int:
@@ -94,6 +103,10 @@ def viewer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    if sync_api is None:
+        pytest.skip("playwright is not installed (pip install playwright; no browser download)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
@@ -138,6 +151,7 @@ class Viewer:
     def to_page(self, x: float, y: float, row: str = "", column: str = "") -> tuple[float, float]:
         """Page coordinates of image pixel (x, y) in a pane (the image pane by default)."""
         client = self.hook("v.imageToClient(a[0], a[1], a[2], a[3])", [x, y, row, column])
+        assert client["inside"], f"image px ({x}, {y}) is outside the pane {row}/{column}"
         box = self.iframe.bounding_box()
         assert box is not None
         return box["x"] + client["x"], box["y"] + client["y"]
@@ -167,15 +181,14 @@ class Viewer:
 
 
 @pytest.fixture
-def viewer(browser: Any, viewer_url: str) -> Iterator[Viewer]:
+def viewer(request: pytest.FixtureRequest, browser: Any, viewer_url: str) -> Iterator[Viewer]:
+    """A fresh page of the viewer app; a screenshot is kept when the test fails."""
+    failed = request.session.testsfailed
     v = Viewer(browser, viewer_url)
-    try:
-        yield v
-    except Exception:
-        v.shot("failure")
-        raise
-    finally:
-        v.close()
+    yield v
+    if request.session.testsfailed > failed:
+        v.shot(f"failure-{request.node.name}")
+    v.close()
 
 
 def shoelace(polygon: list[list[float]] | list[tuple[float, float]]) -> float:
@@ -351,7 +364,7 @@ def test_outline_checkbox_hides_it_in_every_pane(viewer: Viewer) -> None:
 def test_drawn_shapes_come_back_in_image_pixels(viewer: Viewer) -> None:
     ui = viewer.ui
     page = viewer.page
-    # The region to draw in fills the image pane (about 1.3 screen px per image px).
+    # Zoomed in so that the shapes are drawn at about 0.7 screen px per image px.
     viewer.hook("v.fit(450, 250, 500, 350)")
     viewer.settle()
 
@@ -359,6 +372,9 @@ def test_drawn_shapes_come_back_in_image_pixels(viewer: Viewer) -> None:
     placed = [(500.0, 300.0), (800.0, 280.0), (900.0, 450.0), (700.0, 560.0), (520.0, 500.0)]
     for x, y in placed:
         page.mouse.click(*viewer.to_page(x, y))
+    page.mouse.move(*viewer.to_page(560, 330))
+    assert ui.locator("[data-kind=image] .draft .vertex").count() == len(placed)
+    viewer.shot("05-polygon-draft")
     # Clicking the first vertex again closes the polygon.
     page.mouse.click(*viewer.to_page(*placed[0]))
     state = viewer.wait_state(lambda s: len(s["polygons"]) == 1)
@@ -369,23 +385,23 @@ def test_drawn_shapes_come_back_in_image_pixels(viewer: Viewer) -> None:
     assert shoelace(polygon) == pytest.approx(shoelace(placed), rel=0.02)
 
     ui.get_by_role("button", name="Rectangle").click()
-    page.mouse.move(*viewer.to_page(480, 600))
+    page.mouse.move(*viewer.to_page(100, 300))
     page.mouse.down()
-    page.mouse.move(*viewer.to_page(700, 640), steps=6)
-    page.mouse.move(*viewer.to_page(780, 690), steps=6)
+    page.mouse.move(*viewer.to_page(250, 340), steps=6)
+    page.mouse.move(*viewer.to_page(400, 390), steps=6)
     page.mouse.up()
     state = viewer.wait_state(lambda s: len(s["polygons"]) == 2)
     rectangle = state["polygons"][1]
-    corners = [(480, 600), (780, 600), (780, 690), (480, 690)]
+    corners = [(100, 300), (400, 300), (400, 390), (100, 390)]
     assert len(rectangle) == 4
     for x, y in corners:
         assert min(math.hypot(x - rx, y - ry) for rx, ry in rectangle) <= 2, rectangle
     assert shoelace(rectangle) == pytest.approx(300 * 90, rel=0.02)
 
-    # A freehand loop around (600, 420), radius 50, not closed by hand: it closes itself.
+    # A freehand loop around (1000, 420), radius 50, not closed by hand: it closes itself.
     ui.get_by_role("button", name="Freehand").click()
     loop = [
-        (600 + 50 * math.cos(2 * math.pi * k / 60), 420 + 50 * math.sin(2 * math.pi * k / 60))
+        (1000 + 50 * math.cos(2 * math.pi * k / 60), 420 + 50 * math.sin(2 * math.pi * k / 60))
         for k in range(58)
     ]
     page.mouse.move(*viewer.to_page(*loop[0]))
@@ -402,7 +418,7 @@ def test_drawn_shapes_come_back_in_image_pixels(viewer: Viewer) -> None:
     assert ui.locator("[data-kind=image] polygon.drawn.filled").count() == 3
     assert ui.locator("[data-kind=map] polygon.drawn").count() == 18
     assert ui.locator("[data-kind=map] polygon.drawn.filled").count() == 0
-    viewer.shot("05-drawn")
+    viewer.shot("06-drawn")
 
     ui.get_by_role("button", name="Undo").click()
     state = viewer.wait_state(lambda s: len(s["polygons"]) == 2)
@@ -410,3 +426,81 @@ def test_drawn_shapes_come_back_in_image_pixels(viewer: Viewer) -> None:
     ui.get_by_role("button", name="Clear").click()
     viewer.wait_state(lambda s: s["polygons"] == [])
     assert ui.locator("polygon.drawn").count() == 0
+
+
+# ---- the Python wrapper, without a browser ---------------------------------------------------
+
+
+def test_arguments_are_compact_and_cached() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (900, 1200, 3), dtype=np.uint8)
+    big_map = rng.integers(0, 255, (2000, 3000, 4), dtype=np.uint8)
+    small_map = rng.integers(0, 255, (60, 80, 4), dtype=np.uint8)
+    legend = component.Legend("jet", 0.0, 1.0, "probability")
+    overlays = {
+        ("probability", "R-RAN"): component.Overlay(big_map, legend, 0.5),
+        ("CAM", "R-LRAN"): component.Overlay(small_map, legend, 1.5),
+    }
+    kwargs: dict[str, Any] = {
+        "mpp": 0.5,
+        "columns": COLUMNS,
+        "rows": ["probability", "CAM"],
+        "overlays": overlays,
+        "outlines": [component.Outline("ref", (255, 0, 0), [[(1, 2), (3.333, 4), (5, 6)]])],
+    }
+    args = component.component_args(image, **kwargs)
+    assert args["image"][:3] == b"\xff\xd8\xff" and args["image_type"] == "image/jpeg"
+    assert (args["image_width"], args["image_height"]) == (1200, 900)
+    # Maps: at most 1024 px on the longer side, aspect kept; small ones as they are.
+    big = Image.open(io.BytesIO(args["overlay_0"]))
+    assert (big.format, big.mode, big.size) == ("PNG", "RGBA", (1024, 683))
+    assert Image.open(io.BytesIO(args["overlay_1"])).size == (80, 60)
+    cells = {(c["row"], c["column"]): c for c in args["cells"]}
+    assert set(cells) == set(overlays)  # the other four cells are empty
+    assert cells[("CAM", "R-LRAN")]["opacity"] == 1.0
+    assert cells[("probability", "R-RAN")]["legend"]["stops"][0] == "#000080"
+    assert args["outlines"][0] == {
+        "name": "ref",
+        "colour": "#ff0000",
+        "visible": True,
+        "polygons": [[[1.0, 2.0], [3.33, 4.0], [5.0, 6.0]]],
+    }
+    # A rerun sends the very same encoded bytes, without encoding again.
+    again = component.component_args(image, **kwargs)
+    assert again["image"] is args["image"] and again["overlay_0"] is args["overlay_0"]
+    changed = image.copy()
+    changed[0, 0, 0] ^= 1
+    assert component.component_args(changed, **kwargs)["image_key"] != args["image_key"]
+    # A tiny patch is sent lossless.
+    patch = component.component_args(image[:50, :50], **{**kwargs, "overlays": {}})
+    assert patch["image_type"] == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(patch["image"]))), image[:50, :50])
+
+
+def test_arguments_are_checked() -> None:
+    image = np.zeros((10, 10, 3), np.uint8)
+    legend = component.Legend("jet", 0.0, 1.0, "p")
+    overlay = component.Overlay(np.zeros((4, 4, 4), np.uint8), legend)
+    base: dict[str, Any] = {"mpp": None, "columns": ["a"], "rows": ["r"]}
+    with pytest.raises(ValueError, match="not in the rows x columns"):
+        component.component_args(image, overlays={("r", "b"): overlay}, **base)
+    with pytest.raises(ValueError, match="image must be"):
+        component.component_args(image[..., 0], overlays={}, **base)
+    with pytest.raises(ValueError, match="unknown colour map"):
+        component.Legend("nope", 0, 1, "p").colours()
+    assert component.Legend("nope", 0, 1, "p", ("#000", "#fff")).colours() == ("#000", "#fff")
+    assert component.component_args(image, overlays={}, **base)["mpp"] is None
+
+
+def test_the_value_comes_back_as_a_state() -> None:
+    drawing = [[(1.0, 2.0), (3.0, 4.0), (5.0, 0.0)]]
+    before = component._state(None, drawing)
+    assert before == component.ViewerState(polygons=drawing, view=None)
+    value = {
+        "polygons": [[[0, 0], [10, 0], [10, 5]], [[1, 1]], "junk", [[0, 0], [1, "x"], [2, 2]]],
+        "view": {"x": 600, "y": 450.5, "zoom": 1.25, "width": 800, "height": 300},
+    }
+    state = component._state(value, drawing)
+    assert state.polygons == [[(0.0, 0.0), (10.0, 0.0), (10.0, 5.0)]]
+    assert state.view == component.View(x=600.0, y=450.5, zoom=1.25, width=800.0, height=300.0)
+    assert component._state({"polygons": [], "view": {"x": 1}}, None).view is None

@@ -154,6 +154,9 @@ def main() -> None:
     """The Review page."""
     person = auth.person()
     study = sidebar.study()
+    if study is None and st.session_state.get("case_id") is not None:
+        # A save that failed because the database went away still says so.
+        read.outcome(int(st.session_state["case_id"]))
     if person is None or study is None:
         st.info("Enter your name as **Reader** in the sidebar (or sign in) to start reading.")
         return
@@ -244,7 +247,7 @@ def main() -> None:
                 ),
                 extra=best_map,
             )
-        read.outcome(case)
+        read.outcome(case.case_id)
     if not maps_visible(study, work) or model_set is None:
         return
     st.divider()

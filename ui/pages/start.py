@@ -182,11 +182,6 @@ def main() -> None:
     if person is None:
         st.info("Enter your name as **Reader** in the sidebar (or sign in) to start reading.")
         return
-    try:
-        list_ = worklist(cache.store(cache.database_url()), study, person.name)
-    except StoreError as err:
-        st.error(f"The review database cannot be read: {widgets.plain(str(err))}")
-        return
     mode = "blinded first read" if study.blinded else "open (maps visible)"
     labels = label_set(study.label_set)
     st.subheader(widgets.plain(study.name))
@@ -194,25 +189,33 @@ def main() -> None:
         f"{mode} · labels: {', '.join(labels.choices)}"
         + ("" if study.blinded else f" · model set {widgets.plain(study.model_set)}")
     )
-    if list_.items:
-        left, right = st.columns([3, 1], vertical_alignment="center")
-        left.progress(list_.done / len(list_.items), text=f"**{list_.progress()}**")
-        following = list_.next_unread(list_.index_of(state.case_id(person.name)) - 1)
-        right.button(
-            "Next unread case" if following is not None else "Every case is read",
-            key="next_unread_start",
-            type="primary",
-            disabled=following is None,
-            on_click=open_case,
-            args=(list_, following or 0, person.name),
-            icon=":material/arrow_forward:",
-            width="stretch",
-        )
-        worklist_table(list_, person.name)
-    else:
-        st.info("This study has no cases yet: add images below.")
+    # The worklist is drawn above the uploader but built after it, so new cases show at once.
+    top = st.container()
     add_cases(study, person.name)
     new_study(person)
+    try:
+        list_ = worklist(cache.store(cache.database_url()), study, person.name)
+    except StoreError as err:
+        top.error(f"The review database cannot be read: {widgets.plain(str(err))}")
+        return
+    with top:
+        if not list_.items:
+            st.info("This study has no cases yet: add images below.")
+        else:
+            left, right = st.columns([3, 1], vertical_alignment="center")
+            left.progress(list_.done / len(list_.items), text=f"**{list_.progress()}**")
+            following = list_.next_unread(list_.index_of(state.case_id(person.name)) - 1)
+            right.button(
+                "Next unread case" if following is not None else "Every case is read",
+                key="next_unread_start",
+                type="primary",
+                disabled=following is None,
+                on_click=open_case,
+                args=(list_, following or 0, person.name),
+                icon=":material/arrow_forward:",
+                width="stretch",
+            )
+            worklist_table(list_, person.name)
     if st.session_state.pop("_switch_to_review", False):
         st.switch_page(REVIEW_PAGE)
 

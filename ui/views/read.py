@@ -246,12 +246,15 @@ def save_read(case: Case, canvas_size: tuple[int, int], build: Build, read: Read
             "problem is solved.",
         )
         return
-    if case.kind != "unaided":
-        try:
+    try:
+        if case.kind == "unaided":
+            # The aided read starts from what was just saved.
+            _store().save_draft(case.reader, case.case_id, current)
+        else:
             _store().drop_draft(case.reader, case.case_id)
-        except StoreError:
-            pass
-        st.session_state.pop(f"draft-{case.case_id}-{case.kind}", None)
+            st.session_state.pop(f"draft-{case.case_id}-{case.kind}", None)
+    except StoreError:
+        pass
     outcome[case.case_id] = (
         "success",
         f"Saved as read {saved.review_id}, version {saved.version} "
@@ -260,9 +263,9 @@ def save_read(case: Case, canvas_size: tuple[int, int], build: Build, read: Read
     )
 
 
-def outcome(case: Case) -> None:
-    """The last save's message for this case (cleared when a save fails or is refused)."""
-    found = st.session_state.get("save_outcome", {}).get(case.case_id)
+def outcome(case_id: int) -> None:
+    """The last save's message for a case (replaced by the next save's)."""
+    found = st.session_state.get("save_outcome", {}).get(case_id)
     if not found:
         return
     kind, message = found[0], found[1]

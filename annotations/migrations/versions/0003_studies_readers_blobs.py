@@ -2,7 +2,9 @@
 
 New tables: readers (accounts), studies, blobs (image bytes kept in the database), cases (the
 items of a study, soft-deleted), drafts (unsaved reads), places (where a reader last was).
-reviews gains the read's study and case, its kind (unaided / aided / open / reference), whether
+reviews gains how the image was read (patch or region: the item's kind no longer says, since an
+image added as a region may be read as one patch), the read's study and case, its kind
+(unaided / aided / open / reference), whether
 it was blinded and what was visible, the reader's confidence, an explicit "no region", the
 aided read's parent, the anonymised map letters, the best-matching map and the label set.
 
@@ -99,6 +101,7 @@ def upgrade() -> None:
                 sa.Column(name, sa.Integer(), sa.ForeignKey(f"{table}.id"), nullable=True),
             )
     for column in (
+        sa.Column("kind", sa.String(16), nullable=False, server_default="patch"),
         sa.Column("read_kind", sa.String(16), nullable=False, server_default="open"),
         sa.Column("blinded", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("visible", sa.JSON(), nullable=True),
@@ -127,6 +130,7 @@ def upgrade() -> None:
         "reviews",
         sa.column("id", sa.Integer),
         sa.column("item_hash", sa.String),
+        sa.column("kind", sa.String),
         sa.column("model_set", sa.String),
         sa.column("is_reference", sa.Boolean),
         sa.column("study_id", sa.Integer),
@@ -144,7 +148,14 @@ def upgrade() -> None:
         sa.column("case_group", sa.String),
         sa.column("added_at", sa.DateTime(timezone=True)),
     )
-    items = sa.table("items", sa.column("hash", sa.String), sa.column("filename", sa.String))
+    items = sa.table(
+        "items",
+        sa.column("hash", sa.String),
+        sa.column("filename", sa.String),
+        sa.column("kind", sa.String),
+    )
+    for item_hash, kind in conn.execute(sa.select(items.c.hash, items.c.kind)).all():
+        conn.execute(reviews.update().where(reviews.c.item_hash == item_hash).values(kind=kind))
     existing = conn.execute(
         sa.select(reviews.c.id, reviews.c.item_hash, reviews.c.model_set).order_by(reviews.c.id)
     ).all()

@@ -225,7 +225,8 @@ def encode_overlay(rgba: np.ndarray) -> tuple[str, bytes]:
             size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
             pil = pil.resize(size, Image.Resampling.BOX)
         buffer = io.BytesIO()
-        # Level 1: maps are smooth, so it is nearly as small as level 6 and several times faster.
+        # Level 1: about 1.5x the bytes of level 6 but 3-4x faster (~50 ms a 1024 px map),
+        # which matters more than size next to the image's JPEG when a dozen maps are shown.
         pil.save(buffer, format="PNG", compress_level=1)
         cached = (buffer.getvalue(), "image/png")
         _CACHE.put(key, cached)

@@ -15,18 +15,33 @@ const MIN_SIDE = 256;
 
 export class Pyramid {
   readonly key: string;
-  readonly decoded: Promise<ImageBitmap>;
+  private readonly blob: Blob;
   private levels: Promise<ImageBitmap>[] = [];
+  private objectUrl: string | null = null;
   private closed = false;
 
   constructor(key: string, data: Uint8Array, type: string) {
     this.key = key;
-    this.decoded = createImageBitmap(new Blob([data as BlobPart], { type }));
-    this.levels[0] = this.decoded;
+    this.blob = new Blob([data as BlobPart], { type });
+  }
+
+  /** The full-resolution bitmap, decoded on first use. */
+  get decoded(): Promise<ImageBitmap> {
+    return this.level(0);
+  }
+
+  /** The encoded image as a URL (for OpenSeadragon's own image tile source, in the bench). */
+  url(): string {
+    this.objectUrl ??= URL.createObjectURL(this.blob);
+    return this.objectUrl;
   }
 
   /** The source halved ``j`` times, made once from the previous halving. */
   private level(j: number): Promise<ImageBitmap> {
+    if (j === 0) {
+      this.levels[0] ??= createImageBitmap(this.blob);
+      return this.levels[0];
+    }
     let made = this.levels[j];
     if (!made) {
       made = this.level(j - 1).then((previous) =>
@@ -88,6 +103,7 @@ export class Pyramid {
 
   close(): void {
     this.closed = true;
+    if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
     for (const level of this.levels) level.then((b) => b.close()).catch(() => undefined);
   }
 }

@@ -160,6 +160,7 @@ export class LinkedViewer {
   private view: ViewState | null = null;
   private drawingArg: string | undefined = undefined;
   private reportTimer = 0;
+  private resizeTimer = 0;
   private visible = new Map<string, boolean>();
   private statusLine: HTMLElement | null = null;
   private toolButtons = new Map<string, HTMLButtonElement>();
@@ -189,7 +190,14 @@ export class LinkedViewer {
         if (this.statusLine) this.statusLine.textContent = text;
       },
     });
-    window.addEventListener("resize", () => this.layout());
+    window.addEventListener("resize", () => {
+      this.layout();
+      // Each pane keeps its own view through a resize: line them up again afterwards.
+      window.clearTimeout(this.resizeTimer);
+      this.resizeTimer = window.setTimeout(() => {
+        for (const pane of this.panes) if (this.bounds && pane.opened) pane.viewer.viewport.fitBounds(this.bounds, true);
+      }, 150);
+    });
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape") this.drawing.cancel();
       else if (event.key === "Enter" && this.drawing.tool === "polygon") this.drawing.closePolygon();
@@ -403,9 +411,13 @@ export class LinkedViewer {
   ): void {
     const W = args.image_width;
     const H = args.image_height;
-    const sources: object[] = [{ tileSource: pyramidSource(base, W, H, false), x: 0, y: 0, width: 1 }];
+    // OpenSeadragon's own per-viewer image pyramid, only for the bench's comparison.
+    const own = (window as { __LRAN_VIEWER_TILES?: string }).__LRAN_VIEWER_TILES === "osd";
+    const source = (pyramid: Pyramid, transparent: boolean): unknown =>
+      own ? { type: "image", url: pyramid.url(), buildPyramid: true } : pyramidSource(pyramid, W, H, transparent);
+    const sources: object[] = [{ tileSource: source(base, false), x: 0, y: 0, width: 1 }];
     if (overlay) {
-      sources.push({ tileSource: pyramidSource(overlay.pyramid, W, H, true), x: 0, y: 0, width: 1, opacity: overlay.opacity });
+      sources.push({ tileSource: source(overlay.pyramid, true), x: 0, y: 0, width: 1, opacity: overlay.opacity });
     }
     const viewer = OpenSeadragon({
       element: host,
@@ -453,7 +465,9 @@ export class LinkedViewer {
     const lead = (): void => {
       this.leader = pane;
     };
-    for (const name of ["pointerdown", "wheel", "pointerenter", "focusin"]) {
+    // The pane the reader acts on leads; merely passing over a pane does not take the lead,
+    // which would stop the leader's animation halfway.
+    for (const name of ["pointerdown", "wheel", "keydown", "focusin"]) {
       element.addEventListener(name, lead, { capture: true, passive: true });
     }
     // No rotation or flipping from the keyboard: every pane must keep the same orientation.
@@ -692,12 +706,13 @@ export class LinkedViewer {
   }
 
   /** Client (CSS) pixels in this frame of image pixel (x, y) in a pane (default: the image). */
-  imageToClient(x: number, y: number, row?: string, column?: string): { x: number; y: number } {
+  imageToClient(x: number, y: number, row?: string, column?: string): { x: number; y: number; inside: boolean } {
     const pane = this.find(row, column);
     const W = this.args?.image_width ?? 1;
     const pixel = pane.viewer.viewport.pixelFromPoint(new OpenSeadragon.Point(x / W, y / W), true);
     const box = pane.viewer.canvas.getBoundingClientRect();
-    return { x: box.left + pixel.x, y: box.top + pixel.y };
+    const inside = pixel.x >= 0 && pixel.y >= 0 && pixel.x <= box.width && pixel.y <= box.height;
+    return { x: box.left + pixel.x, y: box.top + pixel.y, inside };
   }
 
   /** Shows the image rectangle (image px) in every pane, at once. */
