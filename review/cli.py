@@ -1,31 +1,196 @@
-"""``lran-review``: the commands of the review workbench.
+"""``lran-review``: the commands of the review workbench, for operators.
 
-    lran-review region ...    map (and score) an image region with a model set
+    lran-review region ...                         map (and score) an image region
+    lran-review readers add NAME [--admin]         create an account (password read from stdin
+                                                   with --password-stdin, else asked for)
+    lran-review readers list | disable NAME | enable NAME | password NAME
+    lran-review study list
+    lran-review study create NAME [--labels IDC|BACH] [--model-set idc] [--open] [--anonymise]
+    lran-review study add-images --study NAME PATH  a server folder or zip of images
+    lran-review study export --study NAME --to FILE.zip
+    lran-review study import FILE.zip [--name NAME]
+    lran-review backup --to FILE                   a consistent copy of a SQLite database
 
-Each subcommand prints one-line errors and exits 2 for input it refuses.
+Every command takes ``--db URL`` (default: LRAN_REVIEW_DB, else data/reviews.sqlite), prints
+one-line errors and exits 2 for input it refuses.
 """
 
 from __future__ import annotations
 
+import argparse
+import getpass
+import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
-from review import region
+from annotations.records import StudyRecord
+from annotations.store import Store, StoreError
+from review import identity, region, studies, studyio
 
-COMMANDS: dict[str, tuple[Callable[[Sequence[str] | None], int], str]] = {
-    "region": (region.main, "map (and score) an image region with a model set"),
-}
+
+class CommandError(Exception):
+    """Refused input: printed as one line, exit status 2."""
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(args.db)
+
+
+def _study(store: Store, name: str) -> StudyRecord:
+    for study in store.studies():
+        if study.name == name:
+            return study
+    known = ", ".join(s.name for s in store.studies()) or "none"
+    raise CommandError(f"no study named {name!r} (studies: {known})")
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise CommandError("the two passwords differ")
+    return first
+
+
+def readers(args: argparse.Namespace) -> None:
+    store = _store(args)
+    if args.action == "list":
+        for account in store.readers():
+            flags = ["admin" if account.role == "admin" else "reader"]
+            if account.disabled:
+                flags.append("disabled")
+            if account.password_hash is None:
+                flags.append("single sign-on only")
+            print(f"{account.name}\t{', '.join(flags)}")
+        return
+    name = identity.normalise_name(args.name)
+    if args.action == "add":
+        password_hash = None if args.no_password else identity.hash_password(_password(args))
+        store.add_reader(name, password_hash, "admin" if args.admin else "reader")
+        print(f"created {'admin' if args.admin else 'reader'} {name}")
+    elif args.action == "password":
+        store.update_reader(name, password_hash=identity.hash_password(_password(args)))
+        print(f"password of {name} changed")
+    else:
+        store.update_reader(name, disabled=args.action == "disable")
+        print(f"{name} {args.action}d")
+
+
+def study(args: argparse.Namespace) -> None:
+    store = _store(args)
+    if args.action == "list":
+        for found in store.studies():
+            cases = len(store.cases(found.study_id))
+            print(
+                f"{found.name}\t{found.blinding}\t{found.label_set}\t{found.model_set}\t"
+                f"{cases} cases"
+            )
+    elif args.action == "create":
+        studies.label_set(args.labels)
+        created = store.create_study(
+            args.name,
+            args.labels,
+            "open" if args.open else "blinded",
+            args.model_set,
+            args.anonymise,
+            None,
+        )
+        print(f"created study {created.name} ({created.blinding})")
+    elif args.action == "add-images":
+        target = _study(store, args.study)
+        result = studies.add_images(
+            store, target, studies.files_in(args.path), None, args.patch_side
+        )
+        for message in result.refused:
+            print(f"refused: {message}", file=sys.stderr)
+        print(f"added {len(result.added)} cases to {target.name}")
+    elif args.action == "export":
+        path = studyio.write_export(store, _study(store, args.study), args.to)
+        print(f"wrote {path}")
+    elif args.action == "import":
+        restored = studyio.import_study(store, args.file.read_bytes(), args.name)
+        print(f"imported study {restored.name}: {len(store.cases(restored.study_id))} cases")
+
+
+def backup(args: argparse.Namespace) -> None:
+    """A consistent copy of the SQLite database with SQLite's online backup API (other readers
+    and writers may go on); for PostgreSQL the guidance for pg_dump."""
+    store = _store(args)
+    if store.engine.dialect.name != "sqlite":
+        raise CommandError(
+            "this database is not SQLite: back it up with `pg_dump --format=custom "
+            "--file FILE DBNAME` and restore with `pg_restore --clean --dbname DBNAME FILE`"
+        )
+    source_path = store.engine.url.database
+    if not source_path:
+        raise CommandError("an in-memory database cannot be backed up")
+    if args.to.exists():
+        raise CommandError(f"{args.to} exists: give a new file")
+    path = source_path.removeprefix("file:").split("?", 1)[0]
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    target = sqlite3.connect(args.to)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+    print(f"backed up {path} to {args.to}; images are kept in {store.blobs.describe()}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command's options (the region command has its own parser)."""
+    p = argparse.ArgumentParser(prog="lran-review", description=__doc__.split("\n\n")[0])
+    p.add_argument("--db", default=None, help="SQLAlchemy URL of the review store")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("readers", help="reader accounts")
+    r.add_argument("action", choices=("add", "list", "disable", "enable", "password"))
+    r.add_argument("name", nargs="?", default="")
+    r.add_argument("--admin", action="store_true", help="with add: an admin account")
+    r.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    r.add_argument(
+        "--no-password",
+        action="store_true",
+        help="with add: an account that signs in through the trusted proxy only",
+    )
+    s = sub.add_parser("study", help="reader studies").add_subparsers(dest="action", required=True)
+    s.add_parser("list", help="the studies")
+    create = s.add_parser("create", help="a new study")
+    create.add_argument("name")
+    create.add_argument("--labels", default="IDC", choices=sorted(studies.LABEL_SETS))
+    create.add_argument("--model-set", default="idc")
+    create.add_argument("--open", action="store_true", help="not blinded")
+    create.add_argument("--anonymise", action="store_true", help="maps under letters")
+    add = s.add_parser("add-images", help="cases from a server folder or zip")
+    add.add_argument("--study", required=True)
+    add.add_argument("path", type=Path)
+    add.add_argument(
+        "--patch-side", type=int, default=50, help="images larger than this (px) are regions"
+    )
+    export = s.add_parser("export", help="a study as a zip")
+    export.add_argument("--study", required=True)
+    export.add_argument("--to", type=Path, required=True)
+    restore = s.add_parser("import", help="a study zip into this database")
+    restore.add_argument("file", type=Path)
+    restore.add_argument("--name", default=None, help="another name for the study")
+    b = sub.add_parser("backup", help="copy a SQLite database safely while the app runs")
+    b.add_argument("--to", type=Path, required=True)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatches to a subcommand; gives its exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
-        lines = [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("usage: lran-review COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    run, _ = COMMANDS[args[0]]
-    return run(args[1:])
+    """Runs a subcommand; gives its exit code (2 for refused input)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["region"]:
+        return region.main(args_list[1:])
+    args = parser().parse_args(args_list)
+    try:
+        {"readers": readers, "study": study, "backup": backup}[args.command](args)
+    except (CommandError, StoreError, ValueError, KeyError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@
 
 import OpenSeadragon from "openseadragon";
 
-export const TILE_SIZE = 512;
+// Small tiles: a pane of a few hundred pixels needs a handful, and a dozen panes' tile caches
+// stay small (a 256 px tile is 256 kB decoded).
+export const TILE_SIZE = 256;
 // Halvings stop here: smaller levels are drawn straight from this one.
 const MIN_SIDE = 256;
 

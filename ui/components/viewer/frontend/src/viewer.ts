@@ -4,7 +4,7 @@
 import OpenSeadragon from "openseadragon";
 import { Drawing, type Tool } from "./drawing";
 import { formatLength, formatNumber, niceBelow, type Poly, type XY } from "./geometry";
-import { Pyramid, pyramidSource } from "./pyramid";
+import { Pyramid, pyramidSource, TILE_SIZE } from "./pyramid";
 
 export interface LegendArg {
   label: string;
@@ -433,7 +433,7 @@ export class LinkedViewer {
       minZoomImageRatio: 0.5,
       maxZoomPixelRatio: 4,
       zoomPerScroll: 1.3,
-      maxImageCacheCount: 120,
+      maxImageCacheCount: cacheSize(host, sources.length),
       gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true, flickEnabled: false },
       gestureSettingsTouch: { pinchRotate: false },
     } as OpenSeadragon.Options);
@@ -737,4 +737,15 @@ function colourBar(legend: LegendArg, row: string, column: string): HTMLElement 
   );
   box.append(bar, numbers);
   return box;
+}
+
+/**
+ * Tiles each viewer keeps: four screens' worth of its pane (a level being drawn, the next one
+ * loading, and some panning), at least 64. A tile is cut again from the shared pyramid in a
+ * millisecond, so a larger cache would only hold memory, a dozen times over.
+ */
+function cacheSize(host: HTMLElement, layers: number): number {
+  const across = Math.ceil(host.clientWidth / TILE_SIZE) + 1;
+  const down = Math.ceil(host.clientHeight / TILE_SIZE) + 1;
+  return Math.max(64, 4 * across * down * layers);
 }
