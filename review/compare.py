@@ -42,6 +42,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa as _fleiss
 
 from annotations.scores import SCORE_NAMES, region_dice
 from lran_core.models import display_name
+from review.scoring import SCORE_INFO
 
 __all__ = [
     "CONFIDENCE_LEVEL",
@@ -101,17 +102,9 @@ DEFAULT_TIE_BANDS: Mapping[str, float] = MappingProxyType(
     }
 )
 
-# Short names of the scores for sentences shown to readers.
+# The scores' plain names, from the one vocabulary (review.scoring).
 SCORE_LABELS: Mapping[str, str] = MappingProxyType(
-    {
-        "pointing_game": "pointing game",
-        "energy_pointing_game": "energy",
-        "iou_50": "IoU at 0.5",
-        "iou_mean": "mean IoU",
-        "dice_50": "Dice at 0.5",
-        "dice_mean": "mean Dice",
-        "auroc": "AUROC",
-    }
+    {name: info.label for name, info in SCORE_INFO.items()}
 )
 
 _MAP_LABELS: Mapping[str, str] = MappingProxyType({"cam": "CAM", "attention": "attention"})

@@ -15,6 +15,48 @@ from annotations.scores import agreement
 from lran_core.maps import resize_map
 
 DEFAULT_TOLERANCE_UM = 15.0
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    """How a score is named and explained to a reader: ``label`` (plain), ``explanation`` (one
+    line, with its chance level)."""
+
+    label: str
+    explanation: str
+
+
+# The one vocabulary of the scores, in SCORE_NAMES order.
+SCORE_INFO: dict[str, ScoreInfo] = {
+    "pointing_game": ScoreInfo(
+        "pointing game",
+        "a hit when the map's strongest point is in your region or within the tolerance of it; "
+        "by chance about as often as the region (widened by the tolerance) covers the image",
+    ),
+    "energy_pointing_game": ScoreInfo(
+        "energy",
+        "the share of the map's positive mass inside your region; chance: the region's share "
+        "of the image",
+    ),
+    "iou_50": ScoreInfo(
+        "IoU at 0.5",
+        "overlap (intersection over union) of the map's area above half its maximum with your "
+        "region; 0 none, 1 the same area",
+    ),
+    "iou_mean": ScoreInfo(
+        "mean IoU", "the IoU averaged over thresholds of 0.1 to 0.9 of the map's maximum"
+    ),
+    "dice_50": ScoreInfo(
+        "Dice at 0.5",
+        "2 x overlap / (area + region) for the map's area above half its maximum; 0 none, 1 same",
+    ),
+    "dice_mean": ScoreInfo("mean Dice", "Dice averaged over thresholds of 0.1 to 0.9"),
+    "auroc": ScoreInfo(
+        "AUROC",
+        "how well the map ranks your region's pixels above the others; 0.5 is chance, 1 "
+        "perfect, below 0.5 the map points away from the region",
+    ),
+}
 # Where an image's scale is unknown, the tolerance is this share of its shorter side.
 FALLBACK_TOLERANCE_FRACTION = 0.05
 

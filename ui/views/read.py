@@ -25,6 +25,7 @@ from review.drawing import drawn_region
 from review.items import ImageItem
 from review.modelsets import display_name
 from review.records import Read
+from review.scoring import SCORE_INFO
 from review.studies import LabelSet
 from ui import cache, widgets
 
@@ -260,6 +261,7 @@ def save_read(case: Case, canvas_size: tuple[int, int], build: Build, read: Read
         f"Saved as read {saved.review_id}, version {saved.version} "
         + ("(no region)." if no_region else f"(region of {int(mask.sum())} px)."),
         [s.__dict__ for s in record.scores] if case.kind != "unaided" else None,
+        float(mask.mean()),
     )
 
 
@@ -271,12 +273,35 @@ def outcome(case_id: int) -> None:
     kind, message = found[0], found[1]
     getattr(st, kind)(widgets.plain(message) if kind == "error" else message)
     if len(found) > 2 and found[2]:
-        st.dataframe(score_table(found[2]), hide_index=True)
+        st.dataframe(score_table(found[2]), hide_index=True, width="stretch")
+        with st.expander("What the scores mean"):
+            st.markdown(score_help(found[3] if len(found) > 3 else None))
 
 
 def score_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Score rows with the model shown by its display name."""
+    """Score rows as a reader reads them: models by display name, scores by plain name, the
+    class each CAM was scored for, and the pointing game's tolerance."""
     frame = pd.DataFrame(rows)
-    if "model" in frame:
-        frame["model"] = frame["model"].map(display_name)
-    return frame
+    if frame.empty:
+        return frame
+    frame["model"] = frame["model"].map(display_name)
+    frame["tolerance"] = [
+        f"{um:g} µm" if um is not None and um == um else f"{px:.1f} px"
+        for um, px in zip(frame["tolerance_um"], frame["tolerance_px"], strict=True)
+    ]
+    columns = ["model", "map", "cam_class", *SCORE_INFO, "tolerance"]
+    return frame[columns].rename(
+        columns={"cam_class": "class", **{n: i.label for n, i in SCORE_INFO.items()}}
+    )
+
+
+def score_help(region_share: float | None = None) -> str:
+    """One line per score: what it means and its chance level (with the region's share of the
+    image, the chance level of energy, when known)."""
+    lines = [f"**{info.label}**: {info.explanation}" for info in SCORE_INFO.values()]
+    if region_share is not None:
+        lines.append(
+            f"Your region covers {region_share:.1%} of the image: energy above that "
+            "is better than chance."
+        )
+    return "  \n".join(lines)
