@@ -19,6 +19,7 @@ from annotations.records import CaseRecord, ItemRecord, StudyRecord
 from annotations.store import Store
 from lran_core.data import IMAGE_SUFFIXES, ImageReadError, parse_idc_name
 from review.items import read_image
+from review.mosaic import Placed, as_tiff, assemble, placed
 
 DEFAULT_STUDY = "Default study"
 UNSURE = "non-diagnostic / unsure"
@@ -106,11 +107,13 @@ def add_images(
     files: Iterable[tuple[str, bytes]],
     added_by: str | None,
     patch_side: int,
+    group: str | None = None,
 ) -> Added:
     """Adds images (name, bytes) to a study: each is decoded first (so what cannot be read is
     refused by name and nothing of it is stored), kept once by content hash, and becomes a case
     at the end of the worklist unless it is in the study already. ``patch_side``: images larger
-    than the model set's patch are regions."""
+    than the model set's patch are regions. ``group``: the case group of every image (default:
+    :func:`case_group` of each name)."""
     added: list[CaseRecord] = []
     refused: list[str] = []
     for name, data in files:
@@ -121,7 +124,9 @@ def add_images(
             continue
         kind = "region" if max(image.width, image.height) > patch_side else "patch"
         item = ItemRecord(image.item_hash, name, image.width, image.height, kind, image.mpp)
-        case, new = store.add_case(study.study_id, item, data, case_group(name), added_by)
+        case, new = store.add_case(
+            study.study_id, item, data, group or case_group(name), added_by
+        )
         if new:
             added.append(case)
     return Added(added, refused)
@@ -151,6 +156,37 @@ def files_in(source: Path) -> Iterable[tuple[str, bytes]]:
             raise ValueError(f"{source} holds {len(names)} images; at most {MAX_IMPORT} at once")
         for name in names:
             yield name, archive.read(name)
+
+
+def patient_patches(store: Store, study: StudyRecord, group: str) -> list[Placed]:
+    """The IDC patches of one case group (a patient) of a study, placed by their names, whose
+    images are kept."""
+    out = []
+    for case in store.cases(study.study_id):
+        if case.group != group:
+            continue
+        data = store.image_bytes(case.item.item_hash)
+        found = (
+            None
+            if data is None
+            else placed(case.item.filename, read_image(case.item.filename, data).rgb)
+        )
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def add_patient_mosaic(
+    store: Store, study: StudyRecord, group: str, added_by: str | None, patch_side: int
+) -> Added:
+    """Adds the mosaic of a patient's IDC patches in the study as a region case (a TIFF at
+    IDC's 4 µm/px, gaps empty). ValueError when the group has fewer than two IDC patches."""
+    patches = patient_patches(store, study, group)
+    if len(patches) < 2:
+        raise ValueError(f"{group} has {len(patches)} IDC patch(es) here: a mosaic needs two")
+    mosaic = assemble(patches)
+    name = f"{group.replace(' ', '-')}-mosaic-x{mosaic.origin[0]}-y{mosaic.origin[1]}.tif"
+    return add_images(store, study, [(name, as_tiff(mosaic))], added_by, patch_side, group)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,11 +289,13 @@ __all__ = [
     "WorkItem",
     "Worklist",
     "add_images",
+    "add_patient_mosaic",
     "anonymised",
     "case_group",
     "default_study",
     "files_in",
     "label_set",
     "maps_visible",
+    "patient_patches",
     "worklist",
 ]

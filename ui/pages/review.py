@@ -16,6 +16,7 @@ from annotations.records import ReviewRecord, StudyRecord
 from annotations.store import StoreError
 from review.items import ImageItem
 from review.modelsets import CheckpointError, ModelSet, NoWeightsError
+from review.mosaic import neighbourhood, placed
 from review.records import Read, patch_record, region_record
 from review.regions import RegionError
 from review.studies import (
@@ -89,6 +90,31 @@ def navigation(list_: Worklist, index: int, reader: str) -> None:
         icon=":material/skip_next:",
         width="stretch",
     )
+
+
+def context(list_: Worklist, work: WorkItem, item: ImageItem) -> None:
+    """An IDC patch among the patches of its patient around it (from their file names)."""
+    target = placed(item.filename, item.rgb)
+    if target is None:
+        return
+    others = []
+    for w in list_.items:
+        if w.case.group == work.case.group and w.case.case_id != work.case.case_id:
+            image = cache.case_image(w.case.item.item_hash, w.case.item.filename)
+            found = None if image is None else placed(image.filename, image.rgb)
+            if found is not None:
+                others.append(found)
+    mosaic = neighbourhood(target, others)
+    with st.expander(f"Tissue around this patch ({len(mosaic.boxes) - 1} neighbours here)"):
+        box = np.zeros(mosaic.rgb.shape[:2], bool)
+        x0, y0, x1, y1 = mosaic.boxes[0]
+        box[y0:y1, x0:x1] = True
+        shown = widgets.outline(np.asarray(widgets.for_display(mosaic.rgb, 320)), box)
+        st.image(
+            shown,
+            caption="this patch outlined; grey: no patch of this patient in the "
+            f"study; {mosaic.mpp:g} µm/px",
+        )
 
 
 def read_kind(study: StudyRecord, work: WorkItem) -> str:
@@ -248,6 +274,7 @@ def main() -> None:
                 extra=best_map,
             )
         read.outcome(case.case_id)
+        context(list_, work, item)
     if not maps_visible(study, work) or model_set is None:
         return
     st.divider()

@@ -10,7 +10,14 @@ from annotations.records import StudyRecord
 from annotations.store import StoreError
 from review import modelsets
 from review.items import UPLOAD_TYPES
-from review.studies import LABEL_SETS, Worklist, add_images, label_set, worklist
+from review.studies import (
+    LABEL_SETS,
+    Worklist,
+    add_images,
+    add_patient_mosaic,
+    label_set,
+    worklist,
+)
 from ui import auth, cache, sidebar, state, widgets
 
 PAGE_SIZE = 50
@@ -114,6 +121,20 @@ def open_case(list_: Worklist, index: int, reader: str) -> None:
     st.session_state["_switch_to_review"] = True
 
 
+def add_mosaic(study: StudyRecord, group: str, reader: str) -> None:
+    """Button callback: a patient's IDC patches as one region case."""
+    try:
+        result = add_patient_mosaic(cache.store(cache.database_url()), study, group, reader, 50)
+    except (StoreError, ValueError) as err:
+        st.session_state["_mosaic_message"] = ("error", str(err))
+        return
+    st.session_state["_mosaic_message"] = (
+        ("success", f"Added the mosaic of {group} as a region case.")
+        if result.added
+        else ("info", f"The mosaic of {group} is in the study already.")
+    )
+
+
 def worklist_table(list_: Worklist, reader: str) -> None:
     """The cases with thumbnail, group, status; a page at a time; open and remove."""
     pages = max(1, -(-len(list_.items) // PAGE_SIZE))
@@ -158,6 +179,17 @@ def worklist_table(list_: Worklist, reader: str) -> None:
             args=(list_, index, reader),
             icon=":material/draw:",
         )
+        same = [w for w in list_.items if w.case.group == chosen.case.group]
+        if len(same) > 1 and chosen.case.group.startswith("patient "):
+            st.button(
+                f"Add the mosaic of {chosen.case.group}'s {len(same)} patches as a region case",
+                key="add_mosaic",
+                on_click=add_mosaic,
+                args=(list_.study, chosen.case.group, reader),
+                icon=":material/grid_view:",
+                help="The patches placed by the x/y of their file names, gaps left empty, read "
+                "as one region at 4 µm/px.",
+            )
         if right.button(
             "Remove from the study",
             key="remove_case",
@@ -198,6 +230,9 @@ def main() -> None:
     except StoreError as err:
         top.error(f"The review database cannot be read: {widgets.plain(str(err))}")
         return
+    message = st.session_state.pop("_mosaic_message", None)
+    if message:
+        getattr(top, message[0])(widgets.plain(message[1]))
     with top:
         if not list_.items:
             st.info("This study has no cases yet: add images below.")
