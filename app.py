@@ -21,7 +21,7 @@ else:
     from ui import sidebar
 
     PAGES = [
-        st.Page("ui/pages/start.py", title="Start", icon=":material/home:", default=True),
+        st.Page("ui/pages/start.py", title="Worklist", icon=":material/list:", default=True),
         st.Page("ui/pages/review.py", title="Review", icon=":material/draw:", url_path="review"),
         st.Page(
             "ui/pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"

@@ -54,7 +54,7 @@ def _next_unread(list_: Worklist, reader: str) -> None:
 def navigation(list_: Worklist, index: int, reader: str) -> None:
     """Previous / next / next unread (keys K, J, U) and where the reader is."""
     work = list_.items[index]
-    prev, middle, nxt, unread = st.columns([1, 6, 1, 2], vertical_alignment="center")
+    prev, middle, nxt, unread = st.columns([1.4, 6, 1.2, 1.8], vertical_alignment="center")
     prev.button(
         "Previous",
         key="prev",
@@ -105,6 +105,8 @@ def context(list_: Worklist, work: WorkItem, item: ImageItem) -> None:
             if found is not None:
                 others.append(found)
     mosaic = neighbourhood(target, others)
+    if len(mosaic.boxes) == 1:
+        return
     with st.expander(f"Tissue around this patch ({len(mosaic.boxes) - 1} neighbours here)"):
         box = np.zeros(mosaic.rgb.shape[:2], bool)
         x0, y0, x1, y1 = mosaic.boxes[0]

@@ -142,8 +142,10 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
     Save (Ctrl+Enter)."""
     current = draft(case)
     st.markdown("**Your diagnosis**")
-    columns = st.columns(len(case.labels.choices))
-    for i, (column, label) in enumerate(zip(columns, case.labels.choices, strict=True), start=1):
+    per_row = 3
+    choices = case.labels.choices
+    columns = [c for start in range(0, len(choices), per_row) for c in st.columns(per_row)]
+    for i, (column, label) in enumerate(zip(columns, choices, strict=False), start=1):
         column.button(
             label,
             key=f"label-{case.case_id}-{i}",

@@ -185,7 +185,7 @@ def _digest(kind: str, array: np.ndarray) -> str:
     """A key for ``array``'s content (sha256: ~0.06 s for a 6000 x 6000 RGB image)."""
     data = np.ascontiguousarray(array)
     h = hashlib.sha256(f"{kind}:{data.shape}:{data.dtype}".encode())
-    h.update(memoryview(data).cast("B"))
+    h.update(data.data.cast("B"))
     return h.hexdigest()[:32]
 
 

@@ -35,5 +35,4 @@ window.__viewer = {
   drawing: () => viewer.drawing.polygons,
   value: () => viewer.lastValue,
   stats: () => ({ ...viewer.stats }),
-  debug: viewer,
 };
