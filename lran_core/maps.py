@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
-COLOUR_MAPS: list[str] = ["jet", "turbo", "viridis", "inferno", "magma", "gray"]
+COLOUR_MAPS: list[str] = ["viridis", "inferno", "magma", "cividis", "turbo", "jet", "gray"]
 
 
 def normalise(maps: np.ndarray | torch.Tensor, shared: bool = False) -> np.ndarray:
@@ -27,7 +27,7 @@ def normalise(maps: np.ndarray | torch.Tensor, shared: bool = False) -> np.ndarr
     return np.where(span > 0, (a - lo) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
 
 
-def colourise(map2d: np.ndarray, cmap: str = "jet") -> np.ndarray:
+def colourise(map2d: np.ndarray, cmap: str = "viridis") -> np.ndarray:
     """Takes a map (H, W) in [0, 1]; gives an RGB image (H, W, 3) uint8 through ``cmap``."""
     if cmap not in COLOUR_MAPS:
         raise ValueError(f"unknown colour map {cmap!r}; choose from {COLOUR_MAPS}")
@@ -45,7 +45,7 @@ def resize_map(map2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def overlay(
-    rgb: np.ndarray, map2d: np.ndarray, alpha: float = 0.5, cmap: str = "jet"
+    rgb: np.ndarray, map2d: np.ndarray, alpha: float = 0.5, cmap: str = "viridis"
 ) -> np.ndarray:
     """Blends a colour-mapped map over a patch.
 

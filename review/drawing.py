@@ -1,28 +1,62 @@
-"""The reader's drawing (from the app's canvas) as a region mask of the image."""
+"""The reader's drawing (polygons from the viewer, in image pixels) as a region mask, and a
+stored region back as polygons to show."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from annotations.canvas import canvas_to_mask
+from annotations.geojson import geojson_to_mask, mask_to_geojson
+
+MAX_VERTICES = 100_000
 
 
-def drawn_region(
-    drawing: Any, image_size: tuple[int, int], canvas_size: tuple[int, int]
-) -> np.ndarray:
-    """Takes a streamlit-drawable-canvas drawing (its ``json_data``), the image's and the
-    canvas's (width, height); gives the bool (H, W) region of the image.
+def polygons_to_mask(polygons: Any, image_size: tuple[int, int]) -> np.ndarray:
+    """Takes polygons (each a list of (x, y) vertices in image pixels, closed implicitly) and
+    the image's (width, height); gives the bool (H, W) region they enclose (their union, by the
+    pixel-centre rule of annotations.raster, so a polygon traced along pixel edges gives back
+    exactly its pixels). The polygons come from the browser and may be anything: every way
+    they can be malformed is one ValueError saying what is wrong."""
+    if polygons is None:
+        return np.zeros((image_size[1], image_size[0]), dtype=bool)
+    if not isinstance(polygons, list | tuple):
+        raise ValueError(f"the drawing is not a list of polygons (got {type(polygons).__name__})")
+    rings = []
+    total = 0
+    for i, polygon in enumerate(polygons):
+        if not isinstance(polygon, list | tuple) or len(polygon) < 3:
+            raise ValueError(f"shape {i + 1} of the drawing has fewer than 3 vertices")
+        ring = []
+        for vertex in polygon:
+            if not isinstance(vertex, list | tuple) or len(vertex) != 2:
+                raise ValueError(f"shape {i + 1} has a vertex that is not an (x, y) pair")
+            x, y = vertex
+            if not all(isinstance(v, int | float) and math.isfinite(v) for v in (x, y)):
+                raise ValueError(f"shape {i + 1} has a vertex that is not two finite numbers")
+            ring.append([float(x), float(y)])
+        total += len(ring)
+        if total > MAX_VERTICES:
+            raise ValueError(f"the drawing has more than {MAX_VERTICES:,} vertices")
+        rings.append([[*ring, ring[0]]])
+    if not rings:
+        return np.zeros((image_size[1], image_size[0]), dtype=bool)
+    geometry = {"type": "MultiPolygon", "coordinates": rings}
+    return geojson_to_mask(geometry, image_size)
 
-    The drawing comes from the browser and may be anything: every way it can be malformed is
-    one ValueError saying what is wrong.
-    """
-    if not isinstance(drawing, dict):
-        raise ValueError(f"the drawing is not a canvas drawing (got {type(drawing).__name__})")
-    try:
-        return canvas_to_mask(drawing, image_size, canvas_size)
-    except ValueError:
-        raise
-    except (TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as err:
-        raise ValueError(f"the drawing is malformed ({type(err).__name__}: {err})") from None
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[tuple[float, float]]]:
+    """A region's outlines (exteriors and holes) as polygons in image pixels, for showing it."""
+    out: list[list[tuple[float, float]]] = []
+    for feature in mask_to_geojson(mask)["features"]:
+        for ring in feature["geometry"]["coordinates"]:
+            out.append([(float(x), float(y)) for x, y in ring[:-1]])
+    return out
+
+
+def box_polygon(box: Sequence[float]) -> list[tuple[float, float]]:
+    """An axis-aligned box (x0, y0, x1, y1) as a polygon."""
+    x0, y0, x1, y1 = box
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]

@@ -124,9 +124,7 @@ def add_images(
             continue
         kind = "region" if max(image.width, image.height) > patch_side else "patch"
         item = ItemRecord(image.item_hash, name, image.width, image.height, kind, image.mpp)
-        case, new = store.add_case(
-            study.study_id, item, data, group or case_group(name), added_by
-        )
+        case, new = store.add_case(study.study_id, item, data, group or case_group(name), added_by)
         if new:
             added.append(case)
     return Added(added, refused)

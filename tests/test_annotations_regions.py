@@ -1,21 +1,15 @@
-"""Regions: canvas drawings, GeoJSON, PNG and label masks to and from boolean masks.
-
-The canvas objects below are written as fabric.js 6 (streamlit-drawable-canvas 0.13) exports them:
-each tool's object options (origin, stroke) and fabric's placement rule, where (left, top) is the
-origin point of the object's box and the box includes the stroke width.
-"""
+"""Regions: the viewer's polygons, GeoJSON, PNG and label masks to and from boolean masks."""
 
 import io
-import itertools
 
 import numpy as np
 import pytest
 from PIL import Image
 from scipy import ndimage
 
-from annotations.canvas import canvas_to_mask
 from annotations.geojson import geojson_to_mask, mask_to_geojson
 from annotations.masks import label_mask_to_region, mask_to_png, png_to_mask, read_label_mask
+from review.drawing import mask_to_polygons, polygons_to_mask
 
 
 def box(shape_hw, rows, cols):
@@ -28,179 +22,38 @@ def iou(a, b):
     return np.count_nonzero(a & b) / np.count_nonzero(a | b)
 
 
-# --- canvas -----------------------------------------------------------------------------------
+# --- the viewer's polygons -------------------------------------------------------------------
 
 
-def rect_tool(left, top, width, height, stroke=2, **extra):
-    # The rect tool: originX/Y left/top, strokeUniform, stroke centred on the outline.
-    return {
-        "type": "Rect",
-        "left": left,
-        "top": top,
-        "width": width,
-        "height": height,
-        "originX": "left",
-        "originY": "top",
-        "strokeWidth": stroke,
-        "strokeUniform": True,
-        "scaleX": 1,
-        "scaleY": 1,
-        "angle": 0,
-        "flipX": False,
-        "flipY": False,
-        "skewX": 0,
-        "skewY": 0,
-        **extra,
-    }
+def test_polygons_from_the_viewer_become_the_region_they_enclose():
+    # A rectangle traced along pixel edges, and a triangle: their union, pixel centres inside.
+    rect = [(10, 5), (30, 5), (30, 15), (10, 15)]
+    triangle = [(40, 0), (50, 0), (40, 10)]
+    mask = polygons_to_mask([rect, triangle], (60, 40))
+    assert mask.shape == (40, 60)
+    assert np.array_equal(mask[5:15, 10:30], np.ones((10, 20), bool))
+    assert mask[1, 41] and not mask[9, 49]
+    assert int(mask.sum()) == 200 + 45
+    # What the store keeps (GeoJSON traced from the mask) gives back exactly the same pixels.
+    assert np.array_equal(geojson_to_mask(mask_to_geojson(mask), (60, 40)), mask)
+    assert np.array_equal(polygons_to_mask(mask_to_polygons(mask), (60, 40)), mask)
+    assert not polygons_to_mask([], (60, 40)).any() and not polygons_to_mask(None, (6, 4)).any()
 
 
-def freedraw_path(points, stroke=5):
-    # PencilBrush output: M, then Q segments through the points' midpoints, then L to the end;
-    # left/top are the path's bounding box corner minus half the stroke.
-    pts = np.asarray(points, dtype=float)
-    cmds = [["M", *pts[0]]]
-    for a, b in itertools.pairwise(pts):
-        cmds.append(["Q", *a, *((a + b) / 2)])
-    cmds.append(["L", *pts[-1]])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    return {
-        "type": "Path",
-        "path": cmds,
-        "left": lo[0] - stroke / 2,
-        "top": lo[1] - stroke / 2,
-        "width": hi[0] - lo[0],
-        "height": hi[1] - lo[1],
-        "strokeWidth": stroke,
-        "originX": "left",
-        "originY": "top",
-        "scaleX": 1,
-        "scaleY": 1,
-        "angle": 0,
-        "fill": None,
-    }
-
-
-def test_empty_drawing_is_all_false():
-    mask = canvas_to_mask({"objects": []}, (40, 30), (20, 15))
-    assert mask.shape == (30, 40) and not mask.any()
-    assert not canvas_to_mask({}, (40, 30), (40, 30)).any()
-
-
-def test_rect_scaled_to_image():
-    # Outline centre: x from 10 + 2/2 = 11 to 41, y from 21 to 61 (canvas px).
-    # Image is twice the canvas: x 22..82, y 42..122 -> columns 22..81, rows 42..121.
-    drawing = {"objects": [rect_tool(10, 20, 30, 40)]}
-    mask = canvas_to_mask(drawing, (200, 160), (100, 80))
-    assert np.array_equal(mask, box((160, 200), (42, 122), (22, 82)))
-
-
-def test_rect_scaled_by_the_edit_tool_and_non_uniform_canvas_scale():
-    # scaleX 2 with strokeUniform: box width 20 * 2 + 2 = 42 -> outline x from 11 to 51;
-    # y from 11 to 21. Canvas 100 x 50 onto image 100 x 100: y doubles -> rows 22..41.
-    drawing = {"objects": [rect_tool(10, 10, 20, 10, scaleX=2)]}
-    mask = canvas_to_mask(drawing, (100, 100), (100, 50))
-    assert np.array_equal(mask, box((100, 100), (22, 42), (11, 51)))
-
-
-def test_freehand_stroke_fills_the_enclosed_region():
-    # A loop around the rectangle x 10..50, y 10..40, back to its start.
-    # The brush's smoothing rounds the corners off (the curve runs through the midpoints), so
-    # the region lies inside the rectangle and covers all of it but the corners.
-    rect = box((48, 64), (10, 40), (10, 50))
-    loop = [(10, 10), (30, 10), (50, 10), (50, 25), (50, 40), (30, 40), (10, 40), (10, 25)]
-    mask = canvas_to_mask({"objects": [freedraw_path([*loop, (10, 10)])]}, (64, 48), (64, 48))
-    assert not (mask & ~rect).any() and iou(mask, rect) > 0.95
-    assert np.array_equal(mask[:, 20:40], rect[:, 20:40])
-    # An open U (no way back to the start) is closed by the straight segment end -> start.
-    u_shape = [(10, 10), (10, 40), (50, 40), (50, 10)]
-    mask = canvas_to_mask({"objects": [freedraw_path(u_shape)]}, (64, 48), (64, 48))
-    assert not (mask & ~rect).any() and iou(mask, rect) > 0.9
-    assert mask[10:12, 10:50].all()  # the closing edge along y = 10 is straight
-
-
-def test_freehand_curve_is_followed():
-    # A circle of radius 20 around (32, 32) drawn with 64 freehand points: the quadratic
-    # segments run through the midpoints, so the area stays close to pi * 20^2 = 1257 px.
-    theta = np.linspace(0, 2 * np.pi, 65)
-    pts = np.stack([32 + 20 * np.cos(theta), 32 + 20 * np.sin(theta)], axis=1)
-    mask = canvas_to_mask({"objects": [freedraw_path(pts)]}, (64, 64), (64, 64))
-    yy, xx = np.mgrid[:64, :64]
-    disc = (xx + 0.5 - 32) ** 2 + (yy + 0.5 - 32) ** 2 < 20**2
-    assert iou(mask, disc) > 0.97
-
-
-def test_polygon_tool():
-    # The polygon tool adds a Polygon with points in canvas coordinates and default origin
-    # left/top: left/top = the points' bounding box corner minus half the stroke (3 px).
-    drawing = {
-        "objects": [
-            {
-                "type": "Polygon",
-                "points": [{"x": 10, "y": 10}, {"x": 50, "y": 10}, {"x": 10, "y": 50}],
-                "left": 8.5,
-                "top": 8.5,
-                "width": 40,
-                "height": 40,
-                "strokeWidth": 3,
-                "scaleX": 1,
-                "scaleY": 1,
-                "angle": 0,
-            }
-        ]
-    }
-    # Image twice the canvas: the triangle (20, 20), (100, 20), (20, 100), area 80 * 80 / 2.
-    mask = canvas_to_mask(drawing, (128, 128), (64, 64))
-    assert abs(mask.sum() - 3200) <= 80  # the diagonal edge splits about 80 pixels
-    assert mask[20, 20] and mask[20, 98] and mask[98, 20] and mask[50, 50]
-    assert not mask[19, 50] and not mask[70, 70] and not mask[50, 19]
-
-
-def test_polygon_path_closed_with_z_and_rotated_circle():
-    # A path with "z" (e.g. from a saved drawing), origin centre: left/top is the box centre.
-    square = {
-        "type": "Path",
-        "path": [["M", 5, 5], ["L", 15, 5], ["L", 15, 15], ["L", 5, 15], ["z"]],
-        "left": 10,
-        "top": 10,
-        "width": 10,
-        "height": 10,
-        "strokeWidth": 4,
-        "originX": "center",
-        "originY": "center",
-    }
-    # The circle tool: originX left, originY centre, angle towards the drag direction. With
-    # radius 6, stroke 2 and angle 90 the centre is (left, top) + rotate((6 + 1, 0), 90 deg)
-    # = (40, 20 + 7) = (40, 27).
-    circle = {
-        "type": "Circle",
-        "left": 40,
-        "top": 20,
-        "radius": 6,
-        "width": 12,
-        "height": 12,
-        "strokeWidth": 2,
-        "originX": "left",
-        "originY": "center",
-        "angle": 90,
-        "scaleX": 1,
-        "scaleY": 1,
-    }
-    mask = canvas_to_mask({"objects": [square, circle]}, (60, 40), (60, 40))
-    yy, xx = np.mgrid[:40, :60]
-    disc = (xx + 0.5 - 40) ** 2 + (yy + 0.5 - 27) ** 2 < 36
-    expected = box((40, 60), (5, 15), (5, 15)) | disc
-    assert iou(mask, expected) > 0.95
-    assert np.array_equal(mask[:, :25], expected[:, :25])  # the square is exact
-
-
-def test_lines_and_text_add_nothing_and_unknown_objects_are_refused():
-    line = {"type": "Line", "x1": 0, "y1": 0, "x2": 10, "y2": 10, "left": 0, "top": 0}
-    text = {"type": "IText", "text": "tumour", "left": 5, "top": 5, "width": 40, "height": 20}
-    assert not canvas_to_mask({"objects": [line, text]}, (20, 20), (20, 20)).any()
-    with pytest.raises(ValueError, match="Image"):
-        canvas_to_mask({"objects": [{"type": "Image", "left": 0}]}, (20, 20), (20, 20))
-    with pytest.raises(ValueError, match="skew"):
-        canvas_to_mask({"objects": [rect_tool(1, 1, 5, 5, skewX=10)]}, (20, 20), (20, 20))
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("not a list", "not a list of polygons"),
+        ([[(0, 0), (1, 1)]], "fewer than 3 vertices"),
+        ([[(0, 0), (1, 1), (2,)]], "not an .x, y. pair"),
+        ([[(0, 0), (1, float("nan")), (2, 2)]], "two finite numbers"),
+        ([[(0, 0), ("1", 1), (2, 2)]], "two finite numbers"),
+        ([[(0, 0)] * 60_000, [(0, 0)] * 60_000], "more than 100,000 vertices"),
+    ],
+)
+def test_malformed_drawings_are_one_clear_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        polygons_to_mask(bad, (10, 10))
 
 
 # --- GeoJSON ----------------------------------------------------------------------------------

@@ -6,16 +6,17 @@ Models are a random-weight set written to a temporary LRAN_MODELS_DIR, so these 
 depend on trained weights; the database is a temporary SQLite file (LRAN_REVIEW_DB), its images
 kept beside it.
 
-AppTest cannot draw on the canvas (a custom component) or press a label's button by keyboard.
+AppTest cannot draw in the viewer (a custom component) or press a label's button by keyboard.
 The Review page keeps the read being made as a draft in ``st.session_state["draft-<case>-<kind>"]``
-(the canvas's change callback and the label buttons write it there, and Save reads it); the
-tests put a drawing there, in the canvas's own JSON format, in place of the browser.
-tests/test_browser_review.py draws with a real mouse and presses real keys.
+(what the viewer sends back and the label buttons are written there, and Save reads it); the
+tests put a drawing there, polygons in image pixels as the viewer sends them, in place of the
+browser. tests/test_browser_review.py draws with a real mouse and presses real keys.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zipfile
 import zlib
@@ -44,8 +45,6 @@ REVIEW = "ui/pages/review.py"
 COMPARE = "ui/pages/compare.py"
 HISTORY = "ui/pages/history.py"
 TITLES = [DISPLAY_NAMES[v] for v in VARIANTS]
-# The Review page's canvas is 384 px on the image's longer side.
-CANVAS_SIDE = 384
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,31 +79,9 @@ def bomb_png(side: int = 20_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
-def rect_drawing(left: float, top: float, width: float, height: float) -> dict:
-    """A canvas drawing holding one rectangle, as streamlit-drawable-canvas sends it."""
-    return {
-        "version": "7.0.0",
-        "objects": [
-            {
-                "type": "Rect",
-                "version": "7.0.0",
-                "originX": "left",
-                "originY": "top",
-                "left": left,
-                "top": top,
-                "width": width,
-                "height": height,
-                "fill": "rgba(0,0,0,0.2)",
-                "stroke": "#00e5ff",
-                "strokeWidth": 2,
-                "scaleX": 1,
-                "scaleY": 1,
-                "angle": 0,
-                "flipX": False,
-                "flipY": False,
-            }
-        ],
-    }
+def rect(x0: float, y0: float, x1: float, y1: float) -> list[list[tuple[float, float]]]:
+    """A drawing of one rectangle in image pixels, as the viewer sends it back."""
+    return [[(x0, y0), (x1, y0), (x1, y1), (x0, y1)]]
 
 
 def start(reader: str | None = "dr-a") -> AppTest:
@@ -139,16 +116,22 @@ def explained(rgb: np.ndarray) -> list[PatchMaps]:
     return explain_patch(modelsets.load("idc"), rgb)
 
 
+def viewer_args(at: AppTest) -> dict:
+    """What the Review page gave the viewer component (its JSON arguments)."""
+    (component,) = at.get("component_instance")
+    return json.loads(component.proto.json_args)
+
+
 def case_id(at: AppTest) -> int:
     """The case under review."""
     return int(at.session_state["case_id"])
 
 
-def draw_and_label(at: AppTest, kind: str, drawing: dict | None, label: str, **more) -> None:
+def draw_and_label(at: AppTest, kind: str, polygons: list | None, label: str, **more) -> None:
     """On the Review page: the read being made (see the module docstring)."""
     key = f"draft-{case_id(at)}-{kind}"
     current = dict(at.session_state[key]) if key in at.session_state else {"kind": kind}
-    current.update(label=label, drawing=drawing, **more)
+    current.update(label=label, polygons=polygons, **more)
     at.session_state[key] = current
 
 
@@ -241,13 +224,15 @@ def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(en
     at = review_page(rgb)
     # Nothing of the models: no probability table, no map, no model names, no model set.
     assert not at.table and not at.get("image")
+    shown = viewer_args(at)
+    assert (shown["columns"], shown["rows"], shown["cells"]) == ([], [], [])
+    assert (shown["image_width"], shown["image_height"], shown["draw"]) == (50, 50, True)
     page = " ".join(texts(at.markdown) + texts(at.caption))
     assert not any(t in page for t in [*TITLES, "CAM", "attention", "idc"])
-    scale = CANVAS_SIDE / 50
     draw_and_label(
         at,
         "unaided",
-        rect_drawing(10 * scale, 10 * scale, 20 * scale, 10 * scale),
+        rect(10, 10, 30, 20),
         "IDC-positive",
         confidence=4,
         note="dense tumour",
@@ -259,7 +244,12 @@ def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(en
     (table,) = at.table
     assert list(table.value.reset_index()["model"]) == TITLES
     outputs = explained(rgb)
-    assert len(at.get("image")) == 1 + sum(len(o.maps()) for o in outputs)
+    shown = viewer_args(at)
+    assert shown["columns"] == TITLES
+    assert shown["rows"] == ["CAM", "attention", "gate 1", "gate 2"]
+    assert len(shown["cells"]) == sum(len(o.maps()) for o in outputs)
+    # The saved region is outlined over every map.
+    assert [o["name"] for o in shown["outlines"]] == ["your saved region"]
 
     store = Store(env)
     (row,) = store.reviews_frame().itertuples()
@@ -298,11 +288,11 @@ def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(en
 
 def test_the_aided_read_is_linked_and_the_unaided_one_stays_locked(env: str) -> None:
     at = review_page(patch(10))
-    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 192), "IDC-negative")
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-negative")
     at = save(at, "unaided")
     # The aided read starts from the unaided one.
     assert at.session_state[f"draft-{case_id(at)}-aided"]["label"] == "IDC-negative"
-    draw_and_label(at, "aided", rect_drawing(192, 192, 192, 192), "IDC-positive")
+    draw_and_label(at, "aided", rect(25, 25, 50, 50), "IDC-positive")
     at = save(at, "aided")
     assert any("version 2" in s for s in texts(at.success))
     store = Store(env)
@@ -367,10 +357,10 @@ def test_a_diagnosis_is_needed_and_a_failed_save_keeps_the_read(
     env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = review_page(patch(13))
-    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 384), None)
+    draw_and_label(at, "unaided", rect(0, 0, 25, 50), None)
     at = save(at, "unaided")
     assert any("Choose your diagnosis" in w for w in texts(at.warning))
-    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 384), "IDC-positive")
+    draw_and_label(at, "unaided", rect(0, 0, 25, 50), "IDC-positive")
     # The database file goes missing under the app: the save is refused, nothing is lost.
     Path(env.removeprefix("sqlite:///")).unlink()
     at = save(at, "unaided")
@@ -378,7 +368,7 @@ def test_a_diagnosis_is_needed_and_a_failed_save_keeps_the_read(
     assert any("Not saved" in e and "deleted" in e for e in texts(at.error))
     assert not at.success
     draft = at.session_state[f"draft-{case_id(at)}-unaided"]
-    assert draft["label"] == "IDC-positive" and draft["drawing"]["objects"]
+    assert draft["label"] == "IDC-positive" and draft["polygons"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,8 +382,8 @@ def test_an_open_study_shows_the_maps_and_stores_the_chosen_cam_class(env: str) 
     rgb = patch(12)
     at = add(at, [("p.png", png(rgb))])
     at.switch_page(REVIEW).run()
-    assert len(at.table) == 1 and at.get("image")
-    draw_and_label(at, "open", rect_drawing(0, 0, 384, 100), "IDC-positive")
+    assert len(at.table) == 1 and viewer_args(at)["columns"] == TITLES
+    draw_and_label(at, "open", rect(0, 0, 50, 13), "IDC-positive")
     at.selectbox(key="target").set_value(0).run()
     at = save(at, "open")
     store = Store(env)
@@ -410,7 +400,7 @@ def test_an_open_study_shows_the_maps_and_stores_the_chosen_cam_class(env: str) 
 def test_a_non_square_patch_is_scored_in_its_own_pixels(env: str) -> None:
     at = review_page(patch(12, width=50, height=30), name="edge.png")
     # The canvas is 384 x 230 for a 50 x 30 patch; this covers the left half.
-    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 230.4), "IDC-negative")
+    draw_and_label(at, "unaided", rect(0, 0, 25, 30), "IDC-negative")
     at = save(at, "unaided")
     store = Store(env)
     mask = store.get_mask(int(store.reviews_frame()["review_id"].iloc[0]))
@@ -476,11 +466,11 @@ def test_each_next_click_moves_one_case_and_the_place_survives_a_new_session(env
 def two_readers(env: str) -> AppTest:
     """One patch read (unaided) by two readers who disagree on the label and half the region."""
     at = review_page(patch(16))
-    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 384), "IDC-positive")
+    draw_and_label(at, "unaided", rect(0, 0, 25, 50), "IDC-positive")
     at = save(at, "unaided")
     at.text_input(key="reader").input("dr-b").run()
     at.switch_page(REVIEW).run()
-    draw_and_label(at, "unaided", rect_drawing(0, 0, 384, 384), "IDC-negative")
+    draw_and_label(at, "unaided", rect(0, 0, 50, 50), "IDC-negative")
     at = save(at, "unaided")
     assert len(Store(env).reviews_frame()) == 2
     return at

@@ -33,10 +33,11 @@ from test_app_pages import (
     open_study,
     patch,
     png,
-    rect_drawing,
+    rect,
     save,
     start,
     texts,
+    viewer_args,
 )
 
 from annotations.geojson import geojson_to_mask, mask_to_geojson
@@ -51,8 +52,6 @@ from ui import widgets
 
 SIDE = 300
 MPP = 4.0
-# The canvas is 384 px on the image's longer side, for regions as for patches.
-CANVAS = 384
 # Every model's probability and CAM, and the attention of R-RAN and R-LRAN.
 MAP_ROWS = (
     {(v, "probability") for v in VARIANTS}
@@ -91,9 +90,9 @@ def set_reference(at: AppTest, digest: str, name: str, data: bytes) -> AppTest:
     return at.run()
 
 
-def captions(at: AppTest) -> list[str]:
-    """The captions of the images shown."""
-    return [img.proto.imgs[0].caption for img in at.get("image")]
+def cells(at: AppTest) -> set[tuple[str, str]]:
+    """(row, column) of every map pane the viewer shows."""
+    return {(c["row"], c["column"]) for c in viewer_args(at)["cells"]}
 
 
 def bach_mask() -> np.ndarray:
@@ -129,13 +128,12 @@ def test_region_upload_shows_the_maps_of_three_models(env: str) -> None:
         assert m.probs.shape == (2, SIDE, SIDE) and m.cam.shape == (SIDE, SIDE)
         assert (m.attention is None) == (name == "resnet18")
         assert m.windows == WINDOWS
-    # The region, then probability, CAM and attention maps side by side.
-    shown = captions(at)
-    assert len(shown) == 1 + 3 + 3 + 2
-    for title in TITLES:
-        assert f"{title} probability (IDC-positive)" in shown
-        assert f"{title} CAM (IDC-positive)" in shown
-    assert "R-LRAN attention" in shown and "ResNet-18 attention" not in shown
+    # One aligned grid: a column per model, probability, CAM and attention rows.
+    args = viewer_args(at)
+    assert args["columns"] == TITLES
+    assert args["rows"] == ["probability (IDC-positive)", "CAM (IDC-positive)", "attention"]
+    assert len(cells(at)) == 3 + 3 + 2
+    assert ("attention", "R-LRAN") in cells(at) and ("attention", "ResNet-18") not in cells(at)
     table = at.table[0].value.reset_index()
     assert list(table["model"]) == TITLES
     # The area-weighted mean, the maximum and the share above 0.5: never "a prediction".
@@ -152,13 +150,13 @@ def test_missing_or_absurd_mpp_is_explained_and_nothing_can_be_saved(env: str) -
     at, digest = region_page(png(patch(21, SIDE, SIDE)), "no-tags.png")
     errors = texts(at.error)
     assert any("microns per pixel of the image are unknown" in e for e in errors), errors
-    assert not captions(at)
+    assert not viewer_args(at)["cells"]
     at.number_input(key=f"mpp-{digest[:16]}").set_value(1000.0).run()
     assert not at.exception
     assert any("1000.0 µm/px is outside" in e for e in texts(at.error)), texts(at.error)
     at.number_input(key=f"mpp-{digest[:16]}").set_value(MPP).run()
     assert not at.error
-    assert len(captions(at)) == 9
+    assert len(cells(at)) == 8
 
 
 def test_a_region_too_large_for_memory_is_refused_with_the_size_it_needs(
@@ -195,15 +193,8 @@ def test_a_reference_of_another_size_or_with_unknown_values_is_refused(env: str)
 def test_save_stores_a_region_review_with_every_model_and_map(env: str) -> None:
     rgb = patch(24, SIDE, SIDE)
     at, digest = region_page(tiff(rgb, MPP))
-    # Canvas 384 px for 300 image px: this rectangle covers image columns 30-149, rows 60-239
-    # (fabric places a rectangle's 2 px stroke around it: its left and top are 1 px further out).
-    scale = CANVAS / SIDE
-    draw_and_label(
-        at,
-        "open",
-        rect_drawing(30 * scale - 1, 60 * scale - 1, 120 * scale, 180 * scale),
-        "IDC-positive",
-    )
+    # Drawn in the image's own pixels: columns 30-149, rows 60-239.
+    draw_and_label(at, "open", rect(30, 60, 150, 240), "IDC-positive")
     at = save(at, "open")
     assert not at.exception
     assert any("Saved as read 1, version 1" in s for s in texts(at.success))
@@ -257,7 +248,7 @@ def test_a_reference_is_outlined_scored_and_stored_as_its_own_review(env: str) -
     labels = bach_mask()
     set_reference(at, digest, "A_mask.png", png(labels))
     assert not at.exception and not at.error
-    assert captions(at)[0] == "region, reference outlined"
+    assert [o["name"] for o in viewer_args(at)["outlines"]] == ["reference (in situ + invasive)"]
     table = next(f for f in frames(at) if "map" in f.columns)
     shown = {(DISPLAY_NAMES[m], name) for m, name in MAP_ROWS}
     assert set(zip(table["model"], table["map"], strict=True)) == shown
@@ -290,7 +281,7 @@ def test_a_reference_is_outlined_scored_and_stored_as_its_own_review(env: str) -
     assert got.auroc == pytest.approx(want.auroc)
 
     # The reader's own review is separate, and nothing of the reference's is overwritten.
-    draw_and_label(at, "open", rect_drawing(0, 0, 192, 384), "IDC-negative")
+    draw_and_label(at, "open", rect(0, 0, 150, 300), "IDC-negative")
     at = save(at, "open")
     reviews = Store(env).reviews_frame()
     assert list(reviews["reader"]) == ["reference:A_mask.png", "dr-a"]
@@ -311,12 +302,12 @@ def test_a_geojson_reference_is_read_in_image_pixels(env: str) -> None:
 def test_a_region_can_be_reviewed_as_one_patch_instead_keeping_the_drawing(env: str) -> None:
     at, digest = region_page(tiff(patch(27, SIDE, SIDE), MPP))
     # Drawn while the image is a region; the canvas has the same size either way.
-    draw_and_label(at, "open", rect_drawing(-1, -1, 192, 384), "non-diagnostic / unsure")
+    draw_and_label(at, "open", rect(0, 0, 150, 300), "non-diagnostic / unsure")
     at.toggle(key=f"as-region-{digest[:16]}").set_value(False).run()
     assert not at.exception
     table = at.table[0].value.reset_index()
     assert list(table["model"]) == TITLES and "tiles" not in table.columns
-    assert captions(at)[0] == "patch"
+    assert viewer_args(at)["rows"] == ["CAM", "attention", "gate 1", "gate 2"]
     at = save(at, "open")
     store = Store(env)
     (row,) = store.reviews_frame().itertuples()
@@ -340,11 +331,11 @@ def test_the_reference_outline_follows_the_region_border() -> None:
 
 def test_a_blinded_region_shows_no_maps_until_the_unaided_read_is_saved(env: str) -> None:
     at, _ = region_page(tiff(patch(28, SIDE, SIDE), MPP), blinded=True)
-    assert not at.table and not captions(at) and not frames(at)
-    draw_and_label(at, "unaided", rect_drawing(0, 0, 192, 384), "IDC-positive")
+    assert not at.table and not viewer_args(at)["cells"] and not frames(at)
+    draw_and_label(at, "unaided", rect(0, 0, 150, 300), "IDC-positive")
     at = save(at, "unaided")
     assert not at.exception
-    assert len(captions(at)) == 9
+    assert len(cells(at)) == 8
     store = Store(env)
     (row,) = store.reviews_frame().itertuples()
     assert (row.read_kind, row.kind, row.mpp) == ("unaided", "region", MPP)

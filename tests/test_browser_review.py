@@ -1,8 +1,8 @@
 """End to end: `streamlit run app.py` driven by Chromium through Playwright (sync API).
 
 A reader enters their name and adds two real IDC patches to the default (blinded) study, opens
-the next unread case, and sees only the image; draws two rectangles with the mouse, undoes the
-second with the canvas toolbar, gives the diagnosis with the key 2 and saves with Ctrl+Enter;
+the next unread case, and sees only the image; draws two rectangles with the mouse in the
+viewer, undoes the second, gives the diagnosis with the key 2 and saves with Ctrl+Enter;
 the maps are then revealed. The page is reloaded: the reader, the study and the case are back,
 and the read is saved. The keys J and K move between cases. The test reads the read, its mask
 and its scores back from the database.
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VARIANTS
 from PIL import Image
+from test_browser_viewer import IFRAME
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "idc"
@@ -81,37 +82,45 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             settle()
             shot("01-worklist")
             page.get_by_role("button", name="Next unread case").click()
-            canvas = page.locator("canvas.upper-canvas")
-            canvas.wait_for()
+            iframe = page.locator(IFRAME)
+            iframe.wait_for()
+            frame = iframe.element_handle().content_frame()
+            ui = page.frame_locator(IFRAME)
+            frame.wait_for_function("() => window.__viewer && window.__viewer.ready()")
             settle()
-            # Blinded: no model output anywhere on the page.
+            # Blinded: no model output anywhere on the page, and the viewer shows the image only.
             body = page.locator("[data-testid=stMain]").inner_text()
             assert not any(t in body for t in (*TITLES, "CAM", "attention"))
             assert page.get_by_test_id("stTable").count() == 0
+            assert ui.locator("[data-testid=viewer-pane]").count() == 1
             shot("02-blinded")
 
-            page.get_by_text("Rectangle", exact=True).click()
-            settle()
+            def at(x: float, y: float) -> tuple[float, float]:
+                """Page coordinates of image pixel (x, y) in the viewer's image pane."""
+                client = frame.evaluate(
+                    "([x, y]) => window.__viewer.imageToClient(x, y, '', '')", [x, y]
+                )
+                box = iframe.bounding_box()
+                assert box is not None and client["inside"], client
+                return box["x"] + client["x"], box["y"] + client["y"]
 
-            def drag(fx0: float, fy0: float, fx1: float, fy1: float) -> None:
-                """Draws with the mouse between two points given as fractions of the canvas."""
-                box = canvas.bounding_box()
-                assert box is not None
-                x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-                page.mouse.move(x0 + fx0 * w, y0 + fy0 * h)
+            def drag(x0: float, y0: float, x1: float, y1: float) -> None:
+                """Draws a rectangle with the mouse between two image pixels."""
+                page.mouse.move(*at(x0, y0))
                 page.mouse.down()
-                page.mouse.move(x0 + fx1 * w, y0 + fy1 * h, steps=12)
+                page.mouse.move(*at((x0 + x1) / 2, (y0 + y1) / 2), steps=6)
+                page.mouse.move(*at(x1, y1), steps=6)
                 page.mouse.up()
                 settle()
 
-            drag(0.25, 0.25, 0.75, 0.5)
-            drag(0.1, 0.7, 0.4, 0.95)
-            canvas.hover()
-            page.get_by_role("button", name="Undo").click()
+            ui.get_by_role("button", name="Rectangle").click()
+            drag(12.5, 12.5, 37.5, 25)
+            drag(5, 35, 20, 47.5)
+            ui.get_by_role("button", name="Undo").click()
             settle()
             # The whole read fits the 1600 x 1000 window: canvas, diagnosis and Save.
             save = page.get_by_role("button", name="Save unaided read")
-            for element in (canvas, save):
+            for element in (iframe, save):
                 box = element.bounding_box()
                 assert box is not None and box["y"] + box["height"] <= 1000, box
             page.evaluate("document.activeElement && document.activeElement.blur()")
@@ -124,10 +133,14 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             table = page.get_by_test_id("stTable")
             for title in TITLES:
                 table.get_by_text(title, exact=True).first.wait_for()
-            page.wait_for_function(
-                "() => document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')"
-                ".length >= 7"
-            )
+            # The maps: one column per model, rows CAM, attention and the gates.
+            # The viewer grows by its map rows: Streamlit mounts it again at its new height.
+            page.wait_for_function(f'() => document.querySelectorAll("{IFRAME}").length == 1')
+            frame = page.locator(IFRAME).element_handle().content_frame()
+            frame.wait_for_function("() => window.__viewer && window.__viewer.ready()")
+            panes = page.frame_locator(IFRAME).locator("[data-testid=viewer-pane]")
+            # The image, 3 CAMs, 2 attention maps (R-RAN, R-LRAN), 2 gate maps (R-LRAN).
+            assert panes.count() == 1 + 3 + 2 + 2
 
             # A reload: the same reader, study and case, and the read saved.
             page.reload()
@@ -157,14 +170,19 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
     assert len(reads) == 1
     read = reads.iloc[0]
     assert (read.reader, read.label, read.read_kind, read.blinded) == (
-        "dr-e2e", "IDC-positive", "unaided", True)
+        "dr-e2e",
+        "IDC-positive",
+        "unaided",
+        True,
+    )
     assert (read.width, read.height, read.version) == (50, 50, 1)
     mask = store.get_mask(int(read.review_id))
-    # Drawn from 25% to 75% across and 25% to 50% down: image columns ~12-37, rows ~12-25.
-    # The second rectangle (bottom left) was undone with the canvas toolbar.
-    assert mask[15:23, 15:35].all()
-    assert not mask[30:, :].any() and not mask[:, :10].any() and not mask[:, 40:].any()
-    assert 150 <= int(np.count_nonzero(mask)) <= 400
+    # Drawn in image pixels from (12.5, 12.5) to (37.5, 25): columns 12-36, rows 12-24 by the
+    # pixel-centre rule. The second rectangle (bottom left) was undone.
+    expected = np.zeros((50, 50), bool)
+    expected[12:25, 12:37] = True
+    assert np.count_nonzero(mask ^ expected) <= 30, np.argwhere(mask ^ expected)
+    assert not mask[30:, :].any()
     scores = store.scores_frame()
     maps = set(zip(scores["model"], scores["map"], strict=True))
     assert {("resnet18", "cam"), ("resnet18-ran", "attention"), ("resnet18-lran", "gate1")} <= maps

@@ -13,22 +13,13 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from lran_core.maps import normalise, overlay
 from review.patches import PatchMaps
 from review.records import READER_RGB, REFERENCE_RGB
-from review.scoring import ScoredMap
 
 # Patches are often 50 x 50 px: shown at this width (and tiles shrunk to it) to be readable.
 DISPLAY_SIDE = 256
 GALLERY_COLUMNS = 4
 MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|<>~$:]")
-# The colour of readers' regions, on the canvas and wherever a region is shown (and in their
-# exported GeoJSON). An imported reference is outlined white on black, visible over every
-# colour map.
-REGION_RGB = READER_RGB
-# Regions are shown larger than patches: their detail is the point of reviewing them whole.
-REGION_SIDE = 384
-REGION_MAP_TITLES = {"probability": "probability", "cam": "CAM", "attention": "attention"}
 
 
 def plain(text: str) -> str:
@@ -62,7 +53,7 @@ def region_overlay(rgb: np.ndarray, region: np.ndarray, side: int = DISPLAY_SIDE
     """The patch at display size with a drawn region (bool, image pixels) tinted cyan."""
     big = np.asarray(for_display(rgb, side)).astype(np.float32)
     mask = np.asarray(Image.fromarray(region).resize(big.shape[1::-1], Image.Resampling.NEAREST))
-    big[mask] = 0.55 * big[mask] + 0.45 * np.array(REGION_RGB, np.float32)
+    big[mask] = 0.55 * big[mask] + 0.45 * np.array(READER_RGB, np.float32)
     return big.round().astype(np.uint8)
 
 
@@ -75,57 +66,6 @@ def outline(image: np.ndarray, region: np.ndarray) -> np.ndarray:
     cv2.drawContours(out, contours, -1, (0, 0, 0), 3)
     cv2.drawContours(out, contours, -1, REFERENCE_RGB, 1)
     return out
-
-
-def region_panels(
-    rgb: np.ndarray,
-    layers: dict[str, dict[str, ScoredMap]],
-    titles: dict[str, str],
-    class_name: str,
-    alpha: float,
-    cmap: str,
-    shared: bool,
-    reference: np.ndarray | None,
-) -> list[dict[str, tuple[str, np.ndarray]]]:
-    """One row per map type: model -> (caption, overlay) for the models that have that map.
-
-    Maps are shrunk to display size before they are scaled (display only; scores use them
-    whole). Probabilities keep their own 0..1 scale: they are in absolute units, and min-max
-    would show 0.01 against 0.02 as blue against red. CAMs and attention follow ``shared``
-    as for a patch (one scale per map type across the models). ``reference`` is outlined.
-    """
-    big = np.asarray(for_display(rgb, REGION_SIDE))
-    size = big.shape[1::-1]
-    rows = []
-    for name, title in REGION_MAP_TITLES.items():
-        models = [m for m in layers if name in layers[m]]
-        stack = np.stack(
-            [cv2.resize(layers[m][name].values, size, interpolation=cv2.INTER_AREA) for m in models]
-        )
-        scaled = np.clip(stack, 0.0, 1.0) if name == "probability" else normalise(stack, shared)
-        label = "" if name == "attention" else f" ({class_name})"
-        row = {}
-        for model, heat in zip(models, scaled, strict=True):
-            image = overlay(big, heat, alpha, cmap)
-            if reference is not None:
-                image = outline(image, reference)
-            row[model] = (f"{titles[model]} {title}{label}", image)
-        rows.append(row)
-    return rows
-
-
-def show_region_grid(
-    header: tuple[str, np.ndarray | Image.Image],
-    models: list[str],
-    rows: list[dict[str, tuple[str, np.ndarray]]],
-) -> None:
-    """The region itself, then one row per map type with one column per model, in ``models``
-    order (a model without that map, e.g. the base network's attention, leaves a gap)."""
-    st.image(header[1], caption=header[0], width=REGION_SIDE)
-    for row in rows:
-        for column, model in zip(st.columns(len(models)), models, strict=True):
-            if model in row:
-                column.image(row[model][1], caption=row[model][0])
 
 
 def probability_table(outputs: list[PatchMaps], titles: dict[str, str]) -> pd.DataFrame:
@@ -146,45 +86,6 @@ def show_probabilities(outputs: list[PatchMaps], titles: dict[str, str]) -> None
     screen readers and browser tests find it.
     """
     st.table(probability_table(outputs, titles).set_index("model"))
-
-
-def map_panels(
-    rgb: np.ndarray,
-    outputs: list[PatchMaps],
-    titles: dict[str, str],
-    target: int | None,
-    alpha: float,
-    cmap: str,
-    shared: bool,
-) -> list[tuple[str, np.ndarray]]:
-    """(caption, overlay image) for every map, in display order after the patch itself.
-
-    With ``shared`` one scale spans the maps of one type (the CAMs of all models, the two
-    attention maps, the gates), so a weaker map looks weaker; maps of different types are in
-    different units and are never put on one scale.
-    """
-    entries: list[tuple[str, str, np.ndarray]] = []
-    for out in outputs:
-        for name, scored in out.maps(target).items():
-            heat = scored.values
-            label = out.class_names[out.cam_class(target)]
-            caption = {
-                "cam": f"{titles[out.variant]} CAM ({label})",
-                "attention": f"{titles[out.variant]} attention",
-            }.get(name, f"{titles[out.variant]} gate {name.removeprefix('gate')}")
-            entries.append((name.rstrip("0123456789"), caption, heat))
-    scaled: dict[int, np.ndarray] = {}
-    if shared:
-        for group in {kind for kind, _, _ in entries}:
-            idx = [i for i, (kind, _, _) in enumerate(entries) if kind == group]
-            stack = normalise(np.stack([entries[i][2] for i in idx]), shared=True)
-            scaled.update(zip(idx, stack, strict=True))
-    else:
-        scaled = {i: normalise(heat) for i, (_, _, heat) in enumerate(entries)}
-    big = np.asarray(for_display(rgb))
-    return [
-        (caption, overlay(big, scaled[i], alpha, cmap)) for i, (_, caption, _) in enumerate(entries)
-    ]
 
 
 def show_gallery(panels: list[tuple[str, np.ndarray | Image.Image]]) -> None:

@@ -32,9 +32,15 @@ from review.studies import (
     worklist,
 )
 from ui import auth, cache, sidebar, state, widgets
+from ui.views import maps as maps_view
 from ui.views import read
-from ui.views.patch import show_patch_maps
-from ui.views.region import region_choice, show_region_maps
+from ui.views.region import (
+    reference_import,
+    reference_scores,
+    region_choice,
+    region_maps,
+    region_table,
+)
 
 WORKLIST_PAGE = "ui/pages/start.py"
 
@@ -253,38 +259,85 @@ def main() -> None:
                 args=(case, "best_map", key),
             )
 
+    revealed = maps_visible(study, work) and model_set is not None
+    maps, look, result, outputs = None, None, None, None
+    if revealed:
+        assert model_set is not None
+        target, look = maps_view.controls(model_set.class_names, as_region)
+        if as_region:
+            result = region_maps(item, model_set, mpp, int(target or 0))
+            maps = None if result is None else result.layers()
+        else:
+            outputs = cache.patch_maps(model_set, item)
+            maps = maps_view.patch_rows(outputs, target)
     left, right = st.columns([3, 2])
-    with left:
-        canvas_size = read.canvas(case)
     with right:
         if kind == "unaided":
-            st.caption("Blinded first read: the models' output stays hidden until you save.")
+            st.caption(
+                "Blinded first read: the models' output stays hidden until you save. "
+                "Draw in the image (zoom with the wheel; freehand strokes close "
+                "themselves)."
+            )
         elif kind == "aided":
             st.caption(
-                "Your unaided read is saved and locked. The maps are shown below; you "
-                "may save an aided read, linked to it."
+                "Your unaided read is saved and locked; the maps are revealed. You may "
+                "save an aided read, linked to it."
             )
         if model_set is not None:
             read.form(
                 case,
                 save=lambda: read.save_read(
                     case,
-                    canvas_size,
                     lambda r, lab, m, h: build(item, model_set, as_region, mpp, r, lab, m, h),
                     how,
                 ),
                 extra=best_map,
             )
         read.outcome(case.case_id)
+        reference = None
+        if outputs is not None:
+            widgets.show_probabilities(outputs, titles)
+        if result is not None:
+            assert model_set is not None
+            region_table(result, titles)
+            reference = reference_import(item)
+            if reference is not None:
+                reference_scores(
+                    item,
+                    reference,
+                    model_set,
+                    result,
+                    reader,
+                    (study.study_id, work.case.case_id),
+                    titles,
+                )
         context(list_, work, item)
-    if not maps_visible(study, work) or model_set is None:
-        return
-    st.divider()
-    if as_region:
-        show_region_maps(item, model_set, mpp, titles, reader, (study.study_id, work.case.case_id))
-    else:
-        outputs = cache.patch_maps(model_set, item)
-        show_patch_maps(item, outputs, titles, model_set.class_names)
+    with left:
+        viewer_key = f"viewer-{work.case.case_id}"
+        state_ = maps_view.grid(
+            item,
+            maps,
+            titles,
+            look,
+            mpp if as_region else item.mpp,
+            read.drawing(case, viewer_key),
+            maps_view.outlines(_saved_region(work) if revealed else None, reference),
+            key=viewer_key,
+        )
+        read.drawn(case, state_.polygons)
+        if revealed and model_set is not None:
+            maps_view.quality_badges(model_set, titles)
+
+
+def _saved_region(work: WorkItem) -> np.ndarray | None:
+    """The reader's last saved region of the case (None before any)."""
+    last = work.aided_id or work.unaided_id
+    if last is None:
+        return None
+    try:
+        return cache.store(cache.database_url()).get_mask(last)
+    except (StoreError, KeyError):
+        return None
 
 
 main()

@@ -1,27 +1,25 @@
-"""The reader's read of a case: the drawing canvas and the diagnosis form, kept as a draft in
-the store while it is being made (a reload or a new tab loses nothing), and Save.
+"""The reader's read of a case: the diagnosis form and the drawing (made in the viewer, in image
+pixels), kept as a draft in the store while it is being made (a reload or a new tab loses
+nothing), and Save.
 
 A read has a label from the study's label set, a confidence (1-5), a note, and a region, or an
 explicit "no region" (its scores are then None, not 0, and comparisons leave it out). Saving
-with an empty drawing asks once. Freehand strokes are closed from their last point back to the
-first (what they enclose is the region).
+with an empty drawing asks once. Freehand strokes are closed by the viewer and shown filled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from annotations.records import ReviewRecord
 from annotations.store import StoreError
-from review.drawing import drawn_region
+from review.drawing import polygons_to_mask
 from review.items import ImageItem
 from review.modelsets import display_name
 from review.records import Read
@@ -29,14 +27,6 @@ from review.scoring import SCORE_INFO
 from review.studies import LabelSet
 from ui import cache, widgets
 
-# One canvas size for patches and regions: a drawing is kept in canvas coordinates, and must
-# mean the same pixels when the reader switches an image between the two.
-CANVAS_SIDE = 384
-DRAWING_TOOLS = {"Freehand": "freedraw", "Polygon": "polygon", "Rectangle": "rect"}
-REGION_STYLE = {
-    "stroke_color": "#{:02x}{:02x}{:02x}".format(*widgets.REGION_RGB),
-    "fill_color": "rgba({}, {}, {}, 0.25)".format(*widgets.REGION_RGB),
-}
 CONFIDENCE = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 certain"}
 
 
@@ -90,13 +80,6 @@ def keep(case: Case, **changes: Any) -> None:
         pass
 
 
-def _canvas_changed(case: Case, key: str) -> None:
-    value = st.session_state.get(key) or {}
-    drawing = (value.get("drawing") or {}).get("raw")
-    if drawing is not None:
-        keep(case, drawing=drawing, asked_empty=False)
-
-
 def _label_clicked(case: Case, label: str) -> None:
     keep(case, label=label)
 
@@ -105,36 +88,23 @@ def remember(case: Case, name: str, key: str) -> None:
     keep(case, **{name: st.session_state[key]})
 
 
-def canvas(case: Case) -> tuple[int, int]:
-    """The drawing canvas over the image; gives the canvas size (width, height)."""
-    item = case.item
-    width, height = widgets.display_size(item.width, item.height, CANVAS_SIDE)
-    tool = st.segmented_control(
-        "Tool",
-        list(DRAWING_TOOLS),
-        default="Freehand",
-        key="tool",
-        help="Freehand: draw round the region (it is closed for you). Polygon: click the "
-        "vertices, then the first one again. Undo, redo and clear are under the canvas.",
-    )
-    key = f"canvas-{case.case_id}-{case.kind}"
-    seeds = st.session_state.setdefault("canvas_seeds", {})
-    if key not in st.session_state:
-        # A canvas (re)mounts with the last drawing; while it stays mounted its initial
-        # drawing must not change: the canvas would reload it and lose its undo history.
-        seeds[key] = draft(case).get("drawing")
-    st_canvas(
-        **REGION_STYLE,
-        stroke_width=2,
-        background_image=widgets.for_display(item.rgb, CANVAS_SIDE),
-        width=width,
-        height=height,
-        drawing_mode=DRAWING_TOOLS[tool or "Freehand"],
-        initial_drawing=seeds.get(key),
-        key=key,
-        on_change=partial(_canvas_changed, case, key),
-    )
-    return width, height
+def drawing(case: Case, viewer_key: str) -> list[Any] | None:
+    """The drawing the viewer starts from: the draft's polygons (image pixels) when the viewer
+    mounts, and the same ever after while it stays mounted. The viewer's own drawing is the
+    truth meanwhile: sending back what it sent would overwrite a shape drawn since (a rerun's
+    answer arrives after the next stroke) and reset its undo history."""
+    seeds = st.session_state.setdefault("viewer_seeds", {})
+    if viewer_key not in st.session_state:
+        seeds[viewer_key] = draft(case).get("polygons")
+    seed: list[Any] | None = seeds.get(viewer_key)
+    return seed
+
+
+def drawn(case: Case, polygons: list[Any]) -> None:
+    """Keeps what the viewer sent back when it differs from the draft."""
+    as_lists = [[list(v) for v in p] for p in polygons]
+    if as_lists != (draft(case).get("polygons") or []):
+        keep(case, polygons=as_lists)
 
 
 def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None = None) -> None:
@@ -201,7 +171,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
     )
 
 
-def save_read(case: Case, canvas_size: tuple[int, int], build: Build, read: Read) -> None:
+def save_read(case: Case, build: Build, read: Read) -> None:
     """Save button callback: checks the read, builds its record (scores included) and stores
     it in one transaction; the outcome (or why not) is kept for the page to show."""
     outcome = st.session_state.setdefault("save_outcome", {})
@@ -212,9 +182,7 @@ def save_read(case: Case, canvas_size: tuple[int, int], build: Build, read: Read
         outcome[case.case_id] = ("warning", "Choose your diagnosis before saving.")
         return
     try:
-        mask = drawn_region(
-            current.get("drawing") or {}, (case.item.width, case.item.height), canvas_size
-        )
+        mask = polygons_to_mask(current.get("polygons"), (case.item.width, case.item.height))
     except ValueError as err:
         outcome[case.case_id] = ("error", f"The drawing cannot be turned into a region: {err}")
         return

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -16,7 +15,6 @@ from review.modelsets import ModelSet
 from review.records import reference_record
 from review.regions import RegionError, RegionResult
 from ui import cache, state, widgets
-from ui.views.patch import map_controls
 from ui.views.read import score_table
 
 
@@ -199,47 +197,3 @@ def region_table(result: RegionResult, titles: dict[str, str]) -> None:
         for model, s in result.summaries().items()
     ]
     st.table(pd.DataFrame(rows).set_index("model"))
-
-
-def show_region_maps(
-    item: ImageItem,
-    model_set: ModelSet,
-    mpp: float | None,
-    titles: dict[str, str],
-    importer: str,
-    where: tuple[int, int],
-) -> RegionResult | None:
-    """The region's maps side by side with the reference import and its scores; gives the
-    maps (None when the region cannot be mapped)."""
-    cam_class, alpha, cmap, shared = map_controls(model_set.class_names, region=True)
-    assert cam_class is not None
-    result = region_maps(item, model_set, mpp, cam_class)
-    if result is None:
-        return None
-    field = model_set.field_um()
-    st.caption(
-        f"{item.width} x {item.height} px at {result.mpp:g} µm/px "
-        f"({item.width * result.mpp / 1000:.2f} x {item.height * result.mpp / 1000:.2f} mm): "
-        f"every {field:g} µm window classified, its centre moving by "
-        f"{field * (1 - result.overlap):g} µm; no tiles, no seams."
-    )
-    region_table(result, titles)
-    # What comes and goes here (a refusal, the reference's caption and scores) is drawn into
-    # containers that are always there, so the page below does not jump.
-    with st.container():
-        reference = reference_import(item)
-    outline = None if reference is None else reference.region
-    rows = widgets.region_panels(
-        item.rgb, result.layers(), titles, result.class_name, alpha, cmap, shared, outline
-    )
-    image = np.asarray(widgets.for_display(item.rgb, widgets.REGION_SIDE))
-    header = (
-        "region" if outline is None else "region, reference outlined",
-        image if outline is None else widgets.outline(image, outline),
-    )
-    with st.container():
-        widgets.show_region_grid(header, list(result.maps), rows)
-    with st.container():
-        if reference is not None:
-            reference_scores(item, reference, model_set, result, importer, where, titles)
-    return result

@@ -1,0 +1,190 @@
+"""The case in the viewer: the image at full resolution (zoom, pan, draw), and, once the maps
+may be seen, one aligned grid of them (a column per model, a row per map type) with colour bars,
+the reader's region and the reference outlined, and each model's map-quality badge."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from lran_core.maps import COLOUR_MAPS
+from review.display import DEFAULT_CMAP, colour_maps
+from review.drawing import mask_to_polygons
+from review.items import ImageItem, Reference
+from review.modelsets import ModelSet
+from review.patches import PatchMaps
+from review.records import READER_RGB, REFERENCE_RGB
+from review.scoring import ScoredMap
+from ui.components.viewer import Legend, Outline, Overlay, Polygon, ViewerState, viewer
+
+ROW_NAMES = {"probability": "probability", "cam": "CAM", "attention": "attention"}
+
+
+@dataclass(frozen=True)
+class Look:
+    """How maps are drawn: opacity, colour map, and whether one scale spans the models."""
+
+    opacity: float
+    cmap: str
+    shared: bool
+
+
+def controls(class_names: list[str], region: bool) -> tuple[int | None, Look]:
+    """The class of the CAMs (a patch: default each model's predicted class; a region: the
+    positive class), opacity, colour map (perceptual by default) and scale."""
+    c1, c2, c3, c4 = st.columns(4)
+    if region:
+        target = c1.selectbox(
+            "Class (CAM and probability)",
+            range(len(class_names)),
+            key="region_class",
+            index=len(class_names) - 1,
+            format_func=lambda i: class_names[i],
+        )
+    else:
+        target = c1.selectbox(
+            "CAM class",
+            [None, *range(len(class_names))],
+            key="target",
+            format_func=lambda i: "each model's prediction" if i is None else class_names[i],
+        )
+    opacity = c2.slider("Opacity", 0.0, 1.0, 0.6, 0.05, key="alpha")
+    cmap = c3.selectbox(
+        "Colour map", COLOUR_MAPS, index=COLOUR_MAPS.index(DEFAULT_CMAP), key="cmap"
+    )
+    scale = c4.radio(
+        "Scale",
+        ["shared, 1-99%", "per map"],
+        horizontal=True,
+        key="scale",
+        help="Shared: one scale for a row across the models, clipped at its 1st and 99th "
+        "percentiles, so a weaker map looks weaker and one hot pixel does not wash out the "
+        "rest. Per map: each map stretched on its own.",
+    )
+    return target, Look(opacity, cmap, scale.startswith("shared"))
+
+
+def _row(
+    rows: dict[str, dict[str, ScoredMap]],
+    name: str,
+    label: str,
+    look: Look,
+    fixed: tuple[float, float] | None = None,
+) -> dict[str, Overlay]:
+    models = [m for m in rows if name in rows[m]]
+    coloured = colour_maps(
+        [rows[m][name].values for m in models], shared=look.shared, fixed=fixed, cmap=look.cmap
+    )
+    scale = "0-1" if fixed else "shared, 1-99%" if look.shared else "per map, 1-99%"
+    return {
+        m: Overlay(c.rgba, Legend(look.cmap, c.low, c.high, f"{label} ({scale})"), look.opacity)
+        for m, c in zip(models, coloured, strict=True)
+    }
+
+
+def patch_rows(outputs: list[PatchMaps], target: int | None) -> dict[str, dict[str, ScoredMap]]:
+    """Every model's maps of a patch by stored name, the CAMs of ``target``."""
+    return {out.variant: out.maps(target) for out in outputs}
+
+
+def grid(
+    item: ImageItem,
+    maps: dict[str, dict[str, ScoredMap]] | None,
+    titles: dict[str, str],
+    look: Look | None,
+    mpp: float | None,
+    drawing: list[Polygon] | None,
+    outlines: Sequence[Outline],
+    key: str,
+) -> ViewerState:
+    """The viewer: the image (drawing on), and the maps when given (None: the image only, as
+    in a blinded first read)."""
+    overlays: dict[tuple[str, str], Overlay] = {}
+    row_names: list[str] = []
+    columns = [titles[m] for m in (maps or {})]
+    if maps and look is not None:
+        names = [
+            n for n in ("probability", "cam", "attention") if any(n in v for v in maps.values())
+        ]
+        gates = sorted({n for v in maps.values() for n in v if n.startswith("gate")})
+        for name in [*names, *gates]:
+            label = ROW_NAMES.get(name, f"gate {name.removeprefix('gate')}")
+            classes = {v[name].cam_class for v in maps.values() if name in v}
+            if name in ("cam", "probability") and len(classes) == 1 and None not in classes:
+                label = f"{label} ({classes.pop()})"
+            fixed = (0.0, 1.0) if name == "probability" or name.startswith("gate") else None
+            for model, overlay in _row(maps, name, label, look, fixed).items():
+                overlays[(label, titles[model])] = overlay
+            row_names.append(label)
+    return viewer(
+        item.rgb,
+        mpp=mpp,
+        columns=columns,
+        rows=row_names,
+        overlays=overlays,
+        outlines=outlines,
+        drawing=drawing,
+        draw=True,
+        height=_height(item, len(row_names)),
+        key=key,
+    )
+
+
+def _height(item: ImageItem, rows: int) -> int:
+    """Room for the image pane and the map rows in a 1000 px window."""
+    return 560 if rows == 0 else min(1400, 470 + 220 * rows)
+
+
+def outlines(saved: np.ndarray | None, reference: Reference | None) -> list[Outline]:
+    """The reader's saved region and the imported reference as outlines over every pane."""
+    out = []
+    if saved is not None and saved.any():
+        out.append(Outline("your saved region", READER_RGB, mask_to_polygons(saved)))
+    if reference is not None:
+        out.append(
+            Outline(
+                f"reference ({reference.summary})",
+                REFERENCE_RGB,
+                mask_to_polygons(reference.region),
+            )
+        )
+    return out
+
+
+def quality_badges(model_set: ModelSet, titles: dict[str, str]) -> None:
+    """Each model's map-quality figures (border bias, randomisation check) in a line, with a
+    plain warning where a map fails them."""
+    if not model_set.quality:
+        return
+    parts = []
+    for model, title in titles.items():
+        figures = model_set.quality.get(model)
+        if not figures:
+            continue
+        warnings = []
+        ring = figures.get("peak_in_ring")
+        area = figures.get("ring_area")
+        if ring is not None and area is not None:
+            warnings.append(
+                f"CAM peaks at the patch border in {ring:.0%} of positives "
+                f"(border = {area:.0%} of the area)"
+            )
+        rho = figures.get("randomisation_cam")
+        if rho is not None:
+            warnings.append(f"randomisation check: Spearman {rho:.2f}")
+        failed = (ring is not None and ring > 0.5) or (rho is not None and rho >= 0.5)
+        icon = "⚠️" if failed else "✓"
+        parts.append(f"{icon} **{title}**: " + "; ".join(warnings))
+    if parts:
+        st.caption(
+            "Map quality on held-out data: "
+            + " · ".join(parts)
+            + " (⚠️: the map shows the patch's frame or barely depends on what the "
+            "model learnt; read it with care)."
+        )
+
+
+__all__ = ["Look", "controls", "grid", "outlines", "patch_rows", "quality_badges"]
