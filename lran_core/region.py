@@ -64,6 +64,10 @@ ACTIVATION_BYTES_PER_PIXEL = 512
 # scale) takes 2 x 2 blocks.
 BLOCK = 1024
 MARGIN = 128
+# Maps are kept at most this many pixels on a side (they are as smooth as the feature grid: a
+# 6000 px region at 0.47 µm/px is 113 cells of the IDC models), so a large region's maps take
+# megabytes, not gigabytes; scores resize them to the image's pixels one map at a time.
+MAP_SIDE = 1024
 # The attention branch pools five times: inputs are padded to a multiple of this.
 INPUT_MULTIPLE = 32
 
@@ -78,11 +82,14 @@ class RegionTooLargeError(RegionError):
 
 @dataclass
 class RegionMaps:
-    """One model's maps over a region of H x W pixels (the original image's size).
+    """One model's maps over a region of ``image_shape`` = (H, W) pixels, kept at (h, w): the
+    image's size, or smaller for a large image (see ``map_side`` of :func:`map_region`; the
+    maps are as smooth as the model's feature grid, so nothing is lost, and a consumer resizes
+    them to the image where it needs its pixels).
 
-    ``probs`` (K, H, W) float32: the probability of every class for the field-of-view window
-    centred at each point; ``cam`` (H, W) float32: raw CAM of ``cam_class``; ``attention``
-    (H, W) float32: attention display map (1 = uniform; None for the base variant);
+    ``probs`` (K, h, w) float32: the probability of every class for the field-of-view window
+    centred at each point; ``cam`` (h, w) float32: raw CAM of ``cam_class``; ``attention``
+    (h, w) float32: attention display map (1 = uniform; None for the base variant);
     ``windows``: how many windows were classified; ``blocks``: forward passes;
     ``window_overlap``: how much neighbouring windows overlap (1 - stride / field);
     ``seconds``: wall time of this model.
@@ -96,6 +103,7 @@ class RegionMaps:
     window_overlap: float
     cam_class: int
     seconds: float
+    image_shape: tuple[int, int]
 
 
 def native_size(meta: ModelMeta) -> int:
@@ -187,11 +195,12 @@ def estimate_region_bytes(
     shape: tuple[int, int],
     mpp: float,
     block: int = BLOCK,
+    map_side: int | None = MAP_SIDE,
 ) -> int:
     """Bytes that :func:`map_region` needs for an image of ``shape`` = (H, W) at ``mpp``,
-    beyond the image itself: every model's output maps at (H, W), and the largest model's
-    working set: the image at its input scale, one block's activations, the feature grids, and
-    one map's resizing."""
+    beyond the image itself: every model's output maps (at :func:`map_shape`), and the largest
+    model's working set: the image at its input scale, one block's activations, the feature
+    grids, and one map's resizing."""
     outputs = 0
     working = 0
     for model in models.values():
@@ -200,7 +209,8 @@ def estimate_region_bytes(
         check_mpp(mpp, float(meta.mpp or 0))
         geo = _geometry(model, shape, mpp)
         maps = len(meta.class_names) + 1 + (model.attention_branch is not None)
-        outputs += maps * shape[0] * shape[1] * 4
+        kept = map_shape(shape, map_side)
+        outputs += maps * kept[0] * kept[1] * 4
         side = min(block + 2 * MARGIN, max(geo.padded))
         channels = model.features.out_channels
         cells = geo.padded[0] * geo.padded[1] // geo.stride**2
@@ -208,11 +218,7 @@ def estimate_region_bytes(
         # float32, with the sums and a product as large as one of them.
         grids = channels * cells * 4 * (2 + 4 + 3)
         image = geo.padded[0] * geo.padded[1] * 3 * 5  # uint8, then one float32 block at a time
-        resize = (
-            round(geo.cells[0] * geo.stride / geo.scale + 1)
-            * round(geo.cells[1] * geo.stride / geo.scale + 1)
-            * 4
-        )
+        resize = 4 * (kept[0] + geo.stride) * (kept[1] + geo.stride)
         working = max(working, side * side * ACTIVATION_BYTES_PER_PIXEL + grids + image + resize)
     return outputs + working
 
@@ -227,10 +233,11 @@ def check_region_memory(
     mpp: float,
     limit_bytes: int | None = None,
     block: int = BLOCK,
+    map_side: int | None = MAP_SIDE,
 ) -> int:
     """Gives :func:`estimate_region_bytes`, or raises RegionTooLargeError when it exceeds
     ``limit_bytes`` (default: the memory available now), saying how much it would need."""
-    needed = estimate_region_bytes(models, shape, mpp, block)
+    needed = estimate_region_bytes(models, shape, mpp, block, map_side)
     limit = psutil.virtual_memory().available if limit_bytes is None else limit_bytes
     if needed > limit:
         raise RegionTooLargeError(
@@ -369,16 +376,33 @@ def window_maps(
     return corner_logits + bias.double().view(-1, 1, 1), h_cells
 
 
-def _to_image(grid: np.ndarray, geo: _Geometry, per_px: int, offset: int, out: np.ndarray) -> None:
+def _to_image(
+    grid: np.ndarray,
+    geo: _Geometry,
+    per_px: int,
+    offset: int,
+    image: tuple[int, int],
+    out: np.ndarray,
+) -> None:
     """Resizes a map on a grid of ``per_px``-pixel cells (the image's cells start ``offset``
-    cells in) to the original image's pixels, into ``out`` (H, W) float32; bilinear, with each
-    cell's value at its centre."""
+    cells in) to the image of ``image`` = (H, W) pixels drawn at ``out``'s size (the image's, or
+    smaller), into ``out`` float32; bilinear, with each cell's value at its centre."""
     n = (math.ceil(geo.size[0] / per_px), math.ceil(geo.size[1] / per_px))
     cropped = np.ascontiguousarray(grid[offset : offset + n[0], offset : offset + n[1]])
-    height = max(out.shape[0], round(n[0] * per_px / geo.scale))
-    width = max(out.shape[1], round(n[1] * per_px / geo.scale))
+    shrink = (out.shape[0] / image[0], out.shape[1] / image[1])
+    height = max(out.shape[0], round(n[0] * per_px / geo.scale * shrink[0]))
+    width = max(out.shape[1], round(n[1] * per_px / geo.scale * shrink[1]))
     resized = cv2.resize(cropped, (width, height), interpolation=cv2.INTER_LINEAR)
     out[...] = resized[: out.shape[0], : out.shape[1]]
+
+
+def map_shape(shape: tuple[int, int], map_side: int | None) -> tuple[int, int]:
+    """The size maps of an image of ``shape`` = (H, W) are kept at: the image's own, or scaled
+    so that its longer side is ``map_side`` (never larger than the image)."""
+    if map_side is None or max(shape) <= map_side:
+        return shape
+    f = map_side / max(shape)
+    return max(1, round(shape[0] * f)), max(1, round(shape[1] * f))
 
 
 def _map_one(
@@ -389,6 +413,7 @@ def _map_one(
     block: int,
     bf16: bool,
     step: Callable[[], None],
+    map_side: int | None,
 ) -> RegionMaps:
     started = time.perf_counter()
     geo = _geometry(model, rgb.shape[:2], mpp)
@@ -410,12 +435,15 @@ def _map_one(
         mean = F.avg_pool2d(ef[None], 2 * k + 1, stride=1, padding=k, count_include_pad=False)[0]
         attention = (ef / mean.clamp_min(torch.finfo(torch.float32).tiny)).mean(0).numpy()
     k_classes = len(model.meta.class_names)
-    full = np.empty((k_classes + 1 + (attention is not None), *rgb.shape[:2]), dtype=np.float32)
+    shape = (int(rgb.shape[0]), int(rgb.shape[1]))
+    full = np.empty(
+        (k_classes + 1 + (attention is not None), *map_shape(shape, map_side)), dtype=np.float32
+    )
     for c in range(k_classes):
-        _to_image(probs[c], geo, geo.stride, 0, full[c])
-    _to_image(cam, geo, geo.stride, 0, full[k_classes])
+        _to_image(probs[c], geo, geo.stride, 0, shape, full[c])
+    _to_image(cam, geo, geo.stride, 0, shape, full[k_classes])
     if attention is not None:
-        _to_image(attention, geo, geo.stride // 2, 2 * p, full[k_classes + 1])
+        _to_image(attention, geo, geo.stride // 2, 2 * p, shape, full[k_classes + 1])
     return RegionMaps(
         probs=full[:k_classes],
         cam=full[k_classes],
@@ -425,6 +453,7 @@ def _map_one(
         window_overlap=1 - 1 / k,
         cam_class=cam_class,
         seconds=time.perf_counter() - started,
+        image_shape=shape,
     )
 
 
@@ -463,6 +492,7 @@ def map_region(
     limit_bytes: int | None = None,
     precision: str = "auto",
     block: int = BLOCK,
+    map_side: int | None = MAP_SIDE,
 ) -> dict[str, RegionMaps]:
     """Maps a region with every model (see the module doc).
 
@@ -470,8 +500,9 @@ def map_region(
     ``cam_class`` (default: the last class, the positive one for IDC), ``progress``, called with
     the fraction done (0..1] after every block, ``precision``: ``fp32``, ``bf16`` (autocast) or
     ``auto`` (bf16 on CPUs with bf16 instructions, where it runs ~2x faster; fp32 elsewhere),
-    and ``block``, the side of a forward pass in input pixels (a multiple of 32). Gives
-    :class:`RegionMaps` per model, every map (H, W). Raises RegionError for an unusable mpp,
+    ``block``, the side of a forward pass in input pixels (a multiple of 32), and
+    ``map_side``, the longer side the maps are kept at (None: the image's own size). Gives
+    :class:`RegionMaps` per model. Raises RegionError for an unusable mpp,
     class or precision, and RegionTooLargeError, before allocating, when the maps would need
     more than ``limit_bytes`` (default: the memory available now).
     """
@@ -492,7 +523,7 @@ def map_region(
             raise RegionError(f"cam_class {cam_class} is not a class of {name} ({k} classes)")
         field_of_view_um(model.meta)
         checked = check_mpp(mpp, float(model.meta.mpp or 0))
-    check_region_memory(models, rgb.shape[:2], checked, limit_bytes, block)
+    check_region_memory(models, rgb.shape[:2], checked, limit_bytes, block, map_side)
 
     def count(model: LRANClassifier) -> int:
         geo = _geometry(model, rgb.shape[:2], checked)
@@ -519,6 +550,7 @@ def map_region(
                 block,
                 _bf16(model, precision),
                 step,
+                map_side,
             )
             for name, model in models.items()
         }

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 
 from annotations.geojson import geojson_to_mask
 from annotations.masks import label_mask_to_region, read_label_mask
 from annotations.records import content_hash
-from lran_core.data import ImageReadError, load_image, read_mpp
+from lran_core.data import (
+    MAX_PIXELS,
+    ImageReadError,
+    MultiPageWarning,
+    describe_image,
+    load_image,
+    read_mpp,
+)
 
 __all__ = [
     "BACH_LABELS",
@@ -35,13 +44,15 @@ class ImageItem:
     """One image, identified by the sha256 of its file bytes.
 
     ``filename`` is what the reader uploaded it as: shown and stored, never used as a path.
-    ``rgb`` (H, W, 3) uint8; ``mpp`` the microns per pixel from its resolution tags, if any.
+    ``rgb`` (H, W, 3) uint8; ``mpp`` the microns per pixel from its resolution tags, if any;
+    ``pages``: how many pages the file has (a multi-page TIFF is reviewed on its first).
     """
 
     item_hash: str
     filename: str
     rgb: np.ndarray
     mpp: float | None
+    pages: int = 1
 
     @property
     def width(self) -> int:
@@ -54,19 +65,50 @@ class ImageItem:
         return int(self.rgb.shape[0])
 
 
-def read_image(name: str, data: bytes) -> ImageItem:
-    """Decodes an uploaded file into an :class:`ImageItem`.
+# What reviewing one pixel can take: its RGB, the image at a model's input scale (up to 4x the
+# pixels), and a few full-size float32 maps and masks while a region is scored.
+BYTES_PER_PIXEL = 40
+
+
+def pixel_budget(available: int | None = None) -> int:
+    """The most pixels one image may have here: what a tenth of the memory available now (or
+    ``available`` bytes) can review, and never more than lran_core's own limit."""
+    free = psutil.virtual_memory().available if available is None else available
+    return max(1, min(MAX_PIXELS, free // (10 * BYTES_PER_PIXEL)))
+
+
+def read_image(name: str, data: bytes, max_pixels: int | None = None) -> ImageItem:
+    """Decodes an uploaded file into an :class:`ImageItem`, refusing (from its header, before
+    decoding) an image of more than ``max_pixels`` pixels (default :func:`pixel_budget`),
+    with the memory it would need.
 
     Raises ImageReadError naming the file for anything that is not a usable image, including
     decoder failures nobody anticipated (uploads are untrusted).
     """
+    budget = pixel_budget() if max_pixels is None else max_pixels
     try:
-        rgb = load_image(data, name=name)
+        info = describe_image(data, name=name)
     except ImageReadError:
         raise
     except Exception as err:
         raise ImageReadError(f"{name}: could not be read ({type(err).__name__}: {err})") from err
-    return ImageItem(content_hash(data), name, rgb, read_mpp(data))
+    if info.width * info.height > budget:
+        need = info.width * info.height * BYTES_PER_PIXEL * 10 / 2**30
+        raise ImageReadError(
+            f"{name}: {info.width} x {info.height} px would need about {need:.1f} GiB to review "
+            f"here, more than this server can spare (at most {budget:,} pixels now); crop it or "
+            "export it at a coarser resolution"
+        )
+    try:
+        with warnings.catch_warnings():
+            # A multi-page file is reviewed on its first page; describe_image tells the caller.
+            warnings.simplefilter("ignore", MultiPageWarning)
+            rgb = load_image(data, name=name, max_pixels=budget)
+    except ImageReadError:
+        raise
+    except Exception as err:
+        raise ImageReadError(f"{name}: could not be read ({type(err).__name__}: {err})") from err
+    return ImageItem(content_hash(data), name, rgb, read_mpp(data), info.pages)
 
 
 @dataclass(frozen=True)

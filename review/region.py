@@ -27,6 +27,7 @@ from annotations.masks import read_label_mask
 from annotations.scores import auroc
 from lran_core import CheckpointError, NoWeightsError
 from lran_core.data import ImageReadError, load_image, read_mpp
+from lran_core.maps import resize_map
 from lran_core.predict import PRECISIONS
 from lran_core.region import BLOCK, RegionError, field_of_view_um, map_region, write_pngs
 from review import modelsets
@@ -102,7 +103,8 @@ def region_scores(
     )
     out: dict[str, dict[str, Any]] = {}
     for model, m in result.maps.items():
-        entry: dict[str, Any] = {"auroc_tumour_2_3": auroc(m.probs[result.cam_class], tumour)}
+        probability = resize_map(m.probs[result.cam_class], tumour.shape)
+        entry: dict[str, Any] = {"auroc_tumour_2_3": auroc(probability, tumour)}
         for r in records:
             if r.model == model:
                 entry[r.map] = r.values() | {

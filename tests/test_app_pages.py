@@ -95,7 +95,7 @@ def start(reader: str | None = "dr-a") -> AppTest:
 
 def add(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
     """Adds files to the current study through the Worklist page's uploader."""
-    at.file_uploader(key="uploads").set_value([(n, data, "image/png") for n, data in files])
+    at.file_uploader[0].set_value([(n, data, "image/png") for n, data in files])
     at.run()
     at.button(key="add_uploads").click()
     return at.run()

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lran_core import build_model, load_model
+from lran_core.maps import resize_map
 from lran_core.models import LRANClassifier
 from lran_core.models.attention import spatial_softmax
 from lran_core.region import (
@@ -217,3 +218,17 @@ def test_memory_estimate_is_linear_in_pixels(models):
 def test_bad_class_is_refused(models):
     with pytest.raises(RegionError, match="cam_class 2"):
         map_region(models, rgb(40, 40), mpp=4.0, cam_class=2)
+
+
+def test_a_large_regions_maps_are_kept_small_and_resized_where_pixels_are_needed(models):
+    image = rgb(1500, 2000, seed=7)
+    out = map_region(models, image, mpp=1.0)
+    for m in out.values():
+        assert m.image_shape == (1500, 2000)
+        assert m.probs.shape == (2, 768, 1024) and m.cam.shape == (768, 1024)
+    full = map_region({"b": models["resnet18"]}, image, mpp=1.0, map_side=None)["b"]
+    assert full.cam.shape == (1500, 2000)
+    kept = out["resnet18"].cam
+    # The kept map is the full one at a smaller size: resized back, the same values.
+    scale = np.abs(full.cam).max()
+    np.testing.assert_allclose(resize_map(kept, (1500, 2000)), full.cam, atol=0.02 * scale)

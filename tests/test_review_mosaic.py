@@ -66,3 +66,25 @@ def test_a_patients_mosaic_becomes_a_region_case_at_4_um_per_px(tmp_path: Path) 
     assert read_mpp(data) == pytest.approx(4.0)
     with pytest.raises(ValueError, match="needs two"):
         studies.add_patient_mosaic(store, study, "patient 999", "dr-a", 50)
+
+
+def test_an_image_beyond_the_pixel_budget_is_refused_by_name_from_its_header() -> None:
+    from review.items import BYTES_PER_PIXEL, ImageReadError, pixel_budget, read_image
+
+    # With 4 GiB free, a tenth of it reviews about 10.7 million pixels at 40 bytes each.
+    assert pixel_budget(4 * 2**30) == 4 * 2**30 // (10 * BYTES_PER_PIXEL)
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (200, 50, 50)).save(buf, format="PNG")
+    with pytest.raises(ImageReadError, match=r"big\.png: 4000 x 3000 px would need about 4\.5 GiB"):
+        read_image("big.png", buf.getvalue(), max_pixels=10_000_000)
+    assert read_image("big.png", buf.getvalue(), max_pixels=12_000_000).width == 4000
+
+
+def test_a_multi_page_tiff_says_how_many_pages_it_has() -> None:
+    from review.items import read_image
+
+    buf = io.BytesIO()
+    pages = [Image.new("RGB", (20, 20), (i * 60, 0, 0)) for i in range(3)]
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    item = read_image("stack.tif", buf.getvalue())
+    assert item.pages == 3 and item.rgb[0, 0].tolist() == [0, 0, 0]

@@ -6,7 +6,10 @@ database. Keys are what the values mean; arrays and models are hashed by their i
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 
+import psutil
 import streamlit as st
 
 from annotations.store import Store
@@ -81,18 +84,48 @@ def database_url() -> str | None:
     return os.environ.get("LRAN_REVIEW_DB") or None
 
 
-@st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
+class _DecodedImages:
+    """Decoded case images by content hash, least recently used first, within a byte budget
+    (process-wide: every session shares them). The newest image is always kept."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.entries: OrderedDict[str, ImageItem] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, item_hash: str, filename: str) -> ImageItem | None:
+        with self.lock:
+            if item_hash in self.entries:
+                self.entries.move_to_end(item_hash)
+                return self.entries[item_hash]
+        data = store(database_url()).image_bytes(item_hash)
+        if data is None:
+            return None
+        try:
+            item = read_image(filename, data)
+        except ImageReadError:
+            return None
+        with self.lock:
+            self.entries[item_hash] = item
+            while (
+                len(self.entries) > 1
+                and sum(e.rgb.nbytes for e in self.entries.values()) > self.budget
+            ):
+                self.entries.popitem(last=False)
+        return item
+
+
+@st.cache_resource(show_spinner=False)
+def _decoded() -> _DecodedImages:
+    # An eighth of the memory free at start, at most 1 GiB: images decode quickly again.
+    return _DecodedImages(min(1 << 30, psutil.virtual_memory().available // 8))
+
+
 def case_image(item_hash: str, filename: str) -> ImageItem | None:
-    """A case's image decoded from the store, once per content (kept as it is, not copied: a
-    region is tens of MB); None when its bytes were never kept (reviews made before studies)
-    or cannot be decoded."""
-    data = store(database_url()).image_bytes(item_hash)
-    if data is None:
-        return None
-    try:
-        return read_image(filename, data)
-    except ImageReadError:
-        return None
+    """A case's image decoded from the store, kept (not copied) in a byte-bounded cache shared
+    by every session; None when its bytes were never kept (reviews made before studies) or
+    cannot be decoded."""
+    return _decoded().get(item_hash, filename)
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)

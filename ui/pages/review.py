@@ -223,6 +223,8 @@ def main() -> None:
             f"The study's models cannot be loaded, so reads cannot be scored: "
             f"{widgets.plain(str(err))}"
         )
+    if item.pages > 1:
+        st.caption(f"This file has {item.pages} pages: page 1 is shown and read.")
     kind = read_kind(study, work)
     labels = label_set(study.label_set)
     models = list(model_set.models) if model_set else []
@@ -324,7 +326,7 @@ def main() -> None:
             maps_view.outlines(_saved_region(work) if revealed else None, reference),
             key=viewer_key,
         )
-        read.drawn(case, state_.polygons)
+        read.drawn(case, state_)
         if revealed and model_set is not None:
             maps_view.quality_badges(model_set, titles)
 

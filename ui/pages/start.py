@@ -37,11 +37,14 @@ def intro() -> None:
 def add_cases(study: StudyRecord, reader: str) -> None:
     """The uploader that adds images to the study as cases (kept in the store)."""
     with st.expander("Add images to this study", expanded=False):
+        # A new uploader after each add: the files it held (and their bytes in this session)
+        # are let go once they are kept in the store.
+        round_ = st.session_state.get("upload_round", 0)
         uploads = st.file_uploader(
             "Patches or regions (PNG, JPEG or TIFF; several at once)",
             type=list(UPLOAD_TYPES),
             accept_multiple_files=True,
-            key="uploads",
+            key=f"uploads-{round_}",
         )
         if uploads and st.button("Add them", key="add_uploads", icon=":material/add:"):
             try:
@@ -61,6 +64,7 @@ def add_cases(study: StudyRecord, reader: str) -> None:
                 return
             for message in result.refused:
                 st.error(f"Not added: {widgets.plain(message)}")
+            st.session_state["upload_round"] = round_ + 1
             known = len(uploads) - len(result.added) - len(result.refused)
             plural = "s" if len(result.added) != 1 else ""
             st.success(

@@ -26,6 +26,7 @@ from review.records import Read
 from review.scoring import SCORE_INFO
 from review.studies import LabelSet
 from ui import cache, widgets
+from ui.components.viewer import ViewerState
 
 CONFIDENCE = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 certain"}
 
@@ -100,9 +101,11 @@ def drawing(case: Case, viewer_key: str) -> list[Any] | None:
     return seed
 
 
-def drawn(case: Case, polygons: list[Any]) -> None:
+def drawn(case: Case, state: ViewerState) -> None:
     """Keeps what the viewer sent back when it differs from the draft."""
-    as_lists = [[list(v) for v in p] for p in polygons]
+    if not state.sent:
+        return
+    as_lists = [[list(v) for v in p] for p in state.polygons]
     if as_lists != (draft(case).get("polygons") or []):
         keep(case, polygons=as_lists)
 

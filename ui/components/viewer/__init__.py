@@ -139,11 +139,13 @@ class ViewerState:
 
     ``polygons``: the reader's drawing in image pixels (rectangles and freehand strokes come
     back as polygons too); before the reader has drawn, the ``drawing`` that was passed in.
-    ``view``: the current view, or None before any zoom or pan.
+    ``view``: the current view, or None before any zoom or pan. ``sent``: whether this came
+    from the browser (False: nothing was sent yet, and ``polygons`` is what was passed in).
     """
 
     polygons: list[Polygon]
     view: View | None
+    sent: bool = True
 
 
 class _ByteCache:
@@ -319,7 +321,7 @@ def _state(value: Any, drawing: Sequence[Polygon] | None) -> ViewerState:
     ViewerState; anything malformed is dropped rather than trusted."""
     if not isinstance(value, dict):
         polygons = [[(float(x), float(y)) for x, y in p] for p in drawing or []]
-        return ViewerState(polygons=polygons, view=None)
+        return ViewerState(polygons=polygons, view=None, sent=False)
     polygons = []
     for raw in value.get("polygons") or []:
         try:
