@@ -1,0 +1,106 @@
+"""Who is reading, in the app: local mode (a typed name, loopback only), accounts with
+passwords, a trusted proxy's header; readers see their own reads, admins everyone's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app_pages import APP, HISTORY, REVIEW, add, draw_and_label, patch, png, rect, save, texts
+
+from annotations.store import Store
+from review import identity
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def accounts(env: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Password mode with an admin and a reader account."""
+    monkeypatch.setenv("LRAN_AUTH", "password")
+    store = Store(env)
+    store.add_reader("boss", identity.hash_password(PASSWORD), "admin")
+    store.add_reader("dr-a", identity.hash_password(PASSWORD), "reader")
+    store.add_reader("dr-b", identity.hash_password(PASSWORD), "reader")
+    return env
+
+
+def sign_in(name: str, password: str = PASSWORD) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.text_input[0].input(name)
+    at.text_input[1].input(password)
+    at.button[0].click()
+    return at.run()
+
+
+def test_password_mode_signs_in_and_refuses_wrong_passwords(accounts: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    # Nobody is signed in: no reader name box, nothing to read.
+    assert not [t for t in at.text_input if t.label == "Reader"]
+    assert any("sign in" in i.lower() for i in texts(at.info))
+    wrong = sign_in("dr-a", "wrong password!")
+    assert "that name and password do not match an account" in texts(wrong.error)
+    assert wrong.session_state["_person"] is None
+    at = sign_in("dr\u200b-a")  # the same account, whatever invisible characters are typed
+    assert at.session_state["_person"].name == "dr-a"
+    assert not at.session_state["_person"].admin
+    assert any("Signed in as" in c for c in texts(at.caption))
+
+
+def test_readers_see_their_own_reads_and_admins_everyones(accounts: str) -> None:
+    for reader in ("dr-a", "dr-b"):
+        at = sign_in(reader)
+        at = add(at, [("p.png", png(patch(40)))])
+        at.switch_page(REVIEW).run()
+        draw_and_label(at, "unaided", rect(0, 0, 25, 50), "IDC-positive")
+        at = save(at, "unaided")
+        assert any("Saved as read" in s for s in texts(at.success))
+    reads = Store(accounts).reviews_frame()
+    assert sorted(reads["reader"]) == ["dr-a", "dr-b"]
+    mine = sign_in("dr-a")
+    mine.switch_page(HISTORY).run()
+    table = next(d.value for d in mine.dataframe if "review_id" in d.value.columns)
+    assert list(table["reader"]) == ["dr-a"]
+    boss = sign_in("boss")
+    boss.switch_page(HISTORY).run()
+    table = next(d.value for d in boss.dataframe if "review_id" in d.value.columns)
+    assert sorted(table["reader"]) == ["dr-a", "dr-b"]
+
+
+def test_a_disabled_account_cannot_sign_in(accounts: str) -> None:
+    Store(accounts).update_reader("dr-b", disabled=True)
+    at = sign_in("dr-b")
+    assert any("disabled" in e for e in texts(at.error))
+    assert at.session_state["_person"] is None
+
+
+def test_proxy_mode_takes_the_reader_from_the_configured_header(
+    env: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LRAN_AUTH", "proxy")
+    monkeypatch.setenv("LRAN_USER_HEADER", "X-Remote-User")
+    Store(env).add_reader("dr-c", None, "reader")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    # No header: nobody.
+    assert any("did not name a reader" in e for e in texts(at.error))
+    assert at.session_state["_person"] is None
+
+
+def test_local_mode_is_refused_off_loopback(env: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert any("Local mode: no sign-in" in c for c in texts(at.caption))
+    from streamlit import config
+
+    original = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at.run()
+        assert any("only allowed on a loopback address" in e for e in texts(at.error))
+        assert at.session_state["_person"] is None
+    finally:
+        config.set_option("server.address", original)
