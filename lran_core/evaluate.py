@@ -18,13 +18,25 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .checkpoint import load_model
 from .data import IDC_NATIVE, PatchDataset, kfold_by_group, read_dataset
-from .mapquality import border_bias, centre_ratio, patch_maps, randomisation_check
+from .mapquality import (
+    border_bias,
+    centre_ratio,
+    localisation,
+    patch_maps,
+    randomisation_check,
+)
+from .maps import resize_map
 from .metrics import compute_metrics
 from .models import LRANClassifier
 from .predict import predict
+from .region import map_region
+
+# BACH mask values: 0 unannotated, 1 benign, 2 in situ and 3 invasive carcinoma.
+TUMOUR_LABELS = (2, 3)
 
 
 def evaluate(
@@ -107,6 +119,64 @@ def map_quality(
     sample = sample[np.linspace(0, len(sample) - 1, min(max_maps, len(sample))).round().astype(int)]
     out["randomisation"] = randomisation_check(model, images[torch.from_numpy(sample)])
     return out
+
+
+def region_localisation(
+    model: LRANClassifier,
+    folder: str | Path,
+    mpp: float,
+    tumour_labels: tuple[int, ...] = TUMOUR_LABELS,
+) -> dict[str, Any]:
+    """Where a model's maps point on labelled regions (design.md §3b, localisation).
+
+    Takes a folder of ``<name>.png`` RGB images, each with a ``<name>_mask.png`` of labels (BACH
+    values), all at ``mpp`` microns per pixel. Maps every image with :func:`map_region` (the
+    CAM of the last class, the tumour class of the shipped sets) and scores, against the mask's
+    ``tumour_labels`` pixels, the tumour probability map (AUROC), the CAM and the attention map
+    (energy pointing game and AUROC, :func:`localisation`). Gives ``per_image`` (name -> map ->
+    scores, with ``mask_share``) and ``mean`` (map -> score -> mean over images where defined,
+    None where none is), ``n`` and ``mpp``. Raises FileNotFoundError for a folder with no pairs.
+    """
+    folder = Path(folder)
+    pairs = [
+        (p, p.with_name(f"{p.stem}_mask.png"))
+        for p in sorted(folder.glob("*.png"))
+        if not p.stem.endswith("_mask") and p.with_name(f"{p.stem}_mask.png").is_file()
+    ]
+    if not pairs:
+        raise FileNotFoundError(f"{folder}: no <name>.png with a <name>_mask.png")
+    per_image: dict[str, dict[str, Any]] = {}
+    for image_path, mask_path in pairs:
+        rgb = np.asarray(Image.open(image_path).convert("RGB"))
+        labels = np.asarray(Image.open(mask_path))
+        if labels.ndim == 3:
+            labels = labels[..., 0]
+        tumour = np.isin(labels, tumour_labels)
+        maps = map_region({"model": model}, rgb, mpp)["model"]
+        shape = tumour.shape
+        probability = localisation(resize_map(maps.probs[maps.cam_class], shape), tumour)
+        entry: dict[str, Any] = {
+            "mask_share": probability["mask_share"],
+            "probability": {"auroc": probability["auroc"]},
+            "cam": _scores(localisation(resize_map(maps.cam, shape), tumour)),
+        }
+        if maps.attention is not None:
+            entry["attention"] = _scores(localisation(resize_map(maps.attention, shape), tumour))
+        per_image[image_path.stem] = entry
+    mean: dict[str, dict[str, float | None]] = {}
+    for key in ("probability", "cam", "attention"):
+        rows = [e[key] for e in per_image.values() if key in e]
+        if not rows:
+            continue
+        mean[key] = {}
+        for score in rows[0]:
+            values = [r[score] for r in rows if r[score] is not None]
+            mean[key][score] = float(np.mean(values)) if values else None
+    return {"n": len(per_image), "mpp": mpp, "mean": mean, "per_image": per_image}
+
+
+def _scores(result: dict[str, float | None]) -> dict[str, float | None]:
+    return {"energy": result["energy"], "auroc": result["auroc"]}
 
 
 def write_report(results: dict[str, Any], path: str | Path) -> Path:
@@ -209,8 +279,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="with --maps: side of the labelled centre, a fraction (PCam: 0.3333)",
     )
     p.add_argument("--max-maps", type=int, default=512, help="with --maps: images per class")
+    p.add_argument(
+        "--regions",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("DIR", "MPP"),
+        help="with --maps: a folder of <name>.png + <name>_mask.png (BACH labels) at MPP µm/px; "
+        "adds where the maps point on its tumour (labels 2 and 3); may be repeated",
+    )
     args = p.parse_args(argv)
     try:
+        regions = [(Path(folder), _positive(mpp, "--regions MPP")) for folder, mpp in args.regions]
+        if regions and not args.maps:
+            raise ValueError("--regions needs --maps")
         if args.folds >= 2 and not 0 <= args.fold < args.folds:
             # Checked here: evaluate() would index the folds with it, and -1 would pass silently.
             raise ValueError(
@@ -228,6 +310,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.centre,
             args.max_maps,
         )
+        if regions:
+            results["maps"]["localisation"] = {
+                str(folder): region_localisation(model, folder, mpp) for folder, mpp in regions
+            }
     except (FileNotFoundError, PermissionError, ValueError) as err:
         # Refused input: an unreadable checkpoint (CheckpointError is a ValueError,
         # NoWeightsError a FileNotFoundError), a missing or malformed data folder, classes that
@@ -244,6 +330,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     )
     return results
+
+
+def _positive(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a positive number, got {text!r}")
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -8,8 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from lran_core import build_model, load_model
+from lran_core import build_model, load_model, save_checkpoint
+from lran_core.evaluate import main as evaluate_main
+from lran_core.evaluate import region_localisation
+from lran_core.mapquality import localisation
 from lran_core.maps import resize_map
 from lran_core.models import LRANClassifier
 from lran_core.models.attention import spatial_softmax
@@ -232,3 +236,41 @@ def test_a_large_regions_maps_are_kept_small_and_resized_where_pixels_are_needed
     # The kept map is the full one at a smaller size: resized back, the same values.
     scale = np.abs(full.cam).max()
     np.testing.assert_allclose(resize_map(kept, (1500, 2000)), full.cam, atol=0.02 * scale)
+
+
+def test_region_localisation_scores_each_labelled_image_against_its_tumour(models, tmp_path):
+    half = np.zeros((96, 128), np.uint8)
+    half[:, :64] = 3  # invasive carcinoma on the left half
+    benign = np.ones((96, 128), np.uint8)
+    for name, mask, seed in (("a", half, 1), ("b", benign, 2)):
+        Image.fromarray(rgb(96, 128, seed)).save(tmp_path / f"{name}.png")
+        Image.fromarray(mask).save(tmp_path / f"{name}_mask.png")
+    Image.fromarray(rgb(96, 128, 3)).save(tmp_path / "unlabelled.png")
+    model = models["resnet18-lran"]
+    result = region_localisation(model, tmp_path, 4.0)
+    assert result["n"] == 2 and set(result["per_image"]) == {"a", "b"}
+    a, b = result["per_image"]["a"], result["per_image"]["b"]
+    assert a["mask_share"] == 0.5 and b["mask_share"] == 0.0
+    # The same figures as scoring the region maps by hand.
+    maps = map_region({"m": model}, rgb(96, 128, 1), 4.0)["m"]
+    expected = localisation(resize_map(maps.cam, (96, 128)), half == 3)
+    assert a["cam"] == {"energy": expected["energy"], "auroc": expected["auroc"]}
+    # No tumour in b: nothing to point at, so its scores are undefined and the mean is a's.
+    assert b["probability"]["auroc"] is None and b["attention"] == {"energy": None, "auroc": None}
+    assert result["mean"]["attention"] == a["attention"]
+    assert 0.0 <= a["probability"]["auroc"] <= 1.0
+
+    bare = tiny("resnet18")
+    save_checkpoint(bare, tmp_path / "m.safetensors", class_names=["neg", "pos"], half=False)
+    data = tmp_path / "patches"
+    for cls in ("neg", "pos"):
+        (data / cls).mkdir(parents=True)
+        Image.fromarray(rgb(32, 32)).save(data / cls / "x.png")
+    argv = ["--model", str(tmp_path / "m.safetensors"), "--data", str(data)]
+    out = evaluate_main(
+        [*argv, "--json", str(tmp_path / "e.json"), "--maps", "--regions", str(tmp_path), "4.0"]
+    )
+    assert out["maps"]["localisation"][str(tmp_path)]["n"] == 2
+    assert "attention" not in out["maps"]["localisation"][str(tmp_path)]["mean"]
+    with pytest.raises(SystemExit):
+        evaluate_main([*argv, "--json", str(tmp_path / "f.json"), "--regions", str(tmp_path), "4"])
