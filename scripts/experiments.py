@@ -1,20 +1,24 @@
 """The training runs behind the shipped model sets and the model cards, resumable.
 
-    python scripts/experiments.py GROUP [--data-root ../shared/data] [--runs runs]
+    python scripts/experiments.py GROUP [--data-root ../shared/data] [--runs runs] [--device cuda]
+    python scripts/experiments.py ship [--runs runs]
 
-Groups: ``ablation`` (IDC fold 0: padding, augmentation, input size), ``cv`` (IDC patient-level
-5-fold cross-validation of the three variants with the chosen recipe; fold 0's models, selected
-on its validation patients, are the shipped ``idc`` set), ``pcam`` (the three PCam models,
-trained on pcam/train, selected on pcam/valid: the shipped ``pcam`` set). Every run writes
-``runs/GROUP/NAME/`` (training log, checkpoints) and ``eval.json`` (validation metrics with
-map-quality figures). A finished run is skipped; an interrupted one resumes from its last
-epoch, so the whole group can be restarted at any time.
+Groups: ``shipped`` (the six shipped models: ``cv`` fold 0 and ``pcam``; the one command to run
+where a GPU is lent), ``ablation`` (IDC fold 0: padding, augmentation, input size), ``cv`` (IDC
+patient-level 5-fold cross-validation of the three variants with the chosen recipe; fold 0's
+models, selected on its validation patients, are the shipped ``idc`` set), ``pcam`` (the three
+PCam models, trained on pcam/train, selected on pcam/valid: the shipped ``pcam`` set).
+Every run writes ``runs/GROUP/NAME/`` (training log, checkpoints) and ``eval.json`` (validation
+metrics with map-quality figures). A finished run is skipped; an interrupted one resumes from
+its last epoch, so the whole group can be restarted at any time. ``ship`` copies the shipped runs'
+best checkpoints (fp16), training logs and configurations into ``lran_core/weights/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,8 +39,8 @@ def idc_recipe(data: Path, out: Path, **changes: Any) -> TrainConfig:
         data=data,
         out=out,
         input_size=128,
-        epochs=20,
-        lr_steps="10:1e-5,16:5e-6",
+        epochs=12,
+        lr_steps="6:1e-5,9:5e-6",
         options={"padding_mode": "reflect"},
         shift=0.125,
         hed=0.05,
@@ -98,7 +102,30 @@ def groups(root: Path, runs: Path) -> dict[str, list[tuple[str, TrainConfig, dic
             progress=False,
         )
         out["pcam"].append((variant, cfg, {"data": pcam / "valid", "centre": 1 / 3}))
+    out["shipped"] = [
+        (f"{name}", cfg, ev) for name, cfg, ev in out["cv"] if name.startswith("fold0/")
+    ] + out["pcam"]
     return out
+
+
+# Shipped set -> the run folder of each variant.
+SHIPPED = {"idc": Path("cv/fold0"), "pcam": Path("pcam")}
+
+
+def ship(runs: Path, weights: Path) -> None:
+    """Copies each shipped run's best checkpoint (already fp16), its training log and its
+    configuration into ``weights/<set>/``."""
+    for name, folder in SHIPPED.items():
+        target = weights / name
+        (target / "training-logs").mkdir(parents=True, exist_ok=True)
+        for variant in VARIANTS:
+            run = runs / folder / variant
+            shutil.copyfile(run / "best.safetensors", target / f"{variant}.safetensors")
+            shutil.copyfile(run / "metrics.jsonl", target / "training-logs" / f"{variant}.jsonl")
+            shutil.copyfile(
+                run / "config.json", target / "training-logs" / f"{variant}-config.json"
+            )
+            print(f"{run} -> {target / variant}.safetensors")
 
 
 def finished(cfg: TrainConfig) -> bool:
@@ -110,27 +137,38 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("group", choices=("ablation", "cv", "pcam"))
+    p.add_argument("group", choices=("shipped", "ablation", "cv", "pcam", "ship"))
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", default=None, help="run only names containing this")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--weights", type=Path, default=Path("lran_core/weights"), help="for ship")
     args = p.parse_args()
+    if args.group == "ship":
+        ship(args.runs, args.weights)
+        return
     torch.set_num_threads(args.threads)
     for name, cfg, ev in groups(args.data_root, args.runs)[args.group]:
         if args.only and args.only not in name:
             continue
         if not finished(cfg):
             print(f"== train {args.group}/{name}", flush=True)
-            train(replace(cfg, resume=True))
+            train(replace(cfg, resume=True, device=args.device))
         target = cfg.out / "eval.json"
         if target.is_file():
             continue
         print(f"== evaluate {args.group}/{name}", flush=True)
         t0 = time.time()
-        model = load_model(cfg.out / "best.safetensors")
+        model = load_model(cfg.out / "best.safetensors", args.device)
         result = evaluate(
-            model, ev["data"], fold=ev.get("fold"), maps=True, centre=ev.get("centre"), max_maps=256
+            model,
+            ev["data"],
+            device=args.device,
+            fold=ev.get("fold"),
+            maps=True,
+            centre=ev.get("centre"),
+            max_maps=256,
         )
         result.pop("roc", None)
         target.write_text(json.dumps(result, indent=1))
