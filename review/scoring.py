@@ -5,6 +5,7 @@ set in micrometres (design.md §3)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from annotations.scores import agreement
 from lran_core.maps import resize_map
 
 DEFAULT_TOLERANCE_UM = 15.0
+# An operator's choice of the pointing game's tolerance, in µm, for every score the app stores.
+ENV_TOLERANCE = "LRAN_TOLERANCE_UM"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,22 @@ def tolerance(
         f"{px:.1f} px ({FALLBACK_TOLERANCE_FRACTION:.0%} of the image's shorter side: its µm/px "
         "are unknown)",
     )
+
+
+def configured_tolerance(environ: Mapping[str, str] | None = None) -> float:
+    """The pointing game's tolerance in µm the app scores with: ``LRAN_TOLERANCE_UM`` from
+    ``environ`` (default ``os.environ``), else :data:`DEFAULT_TOLERANCE_UM`. Raises ValueError
+    naming the variable for a value that is not a number of µm in [0, 1000]."""
+    text = (os.environ if environ is None else environ).get(ENV_TOLERANCE, "").strip()
+    if not text:
+        return DEFAULT_TOLERANCE_UM
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= 1000):
+        raise ValueError(f"{ENV_TOLERANCE} must be a number of µm from 0 to 1000, got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,24 @@ def test_save_stores_a_region_review_with_every_model_and_map(env: str) -> None:
     np.testing.assert_array_equal(png_to_mask(exports.mask_png(store, 1)), expected)
 
 
+def test_the_operator_sets_the_pointing_games_tolerance_in_micrometres(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LRAN_TOLERANCE_UM", "10")
+    at, _ = region_page(tiff(patch(25, 120, 120), MPP))
+    draw_and_label(at, "open", rect(10, 10, 60, 60), "IDC-positive")
+    at = save(at, "open")
+    scores = Store(env).scores_frame()
+    assert len(scores) == len(MAP_ROWS)
+    assert set(zip(scores.tolerance_um, scores.tolerance_px)) == {(10.0, 2.5)}
+    # A value that is not a tolerance is refused by name at save, and nothing is stored.
+    monkeypatch.setenv("LRAN_TOLERANCE_UM", "-3")
+    draw_and_label(at, "open", rect(10, 10, 70, 70), "IDC-positive")
+    at = save(at, "open")
+    assert any("LRAN_TOLERANCE_UM must be a number" in e for e in texts(at.error))
+    assert len(Store(env).reviews_frame()) == 1
+
+
 def test_a_reference_is_outlined_scored_and_stored_as_its_own_review(env: str) -> None:
     rgb = patch(25, SIDE, SIDE)
     at, digest = region_page(tiff(rgb, MPP))

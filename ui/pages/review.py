@@ -19,6 +19,7 @@ from review.modelsets import CheckpointError, ModelSet, NoWeightsError
 from review.mosaic import neighbourhood, placed
 from review.records import Read, patch_record, region_record
 from review.regions import RegionError
+from review.scoring import configured_tolerance
 from review.studies import (
     EVERYTHING,
     IMAGE,
@@ -169,6 +170,7 @@ def build(
             mask=mask,
             result=result,
             read=how,
+            tolerance_um=configured_tolerance(),
         )
     outputs = cache.patch_maps(model_set, item)
     target = st.session_state.get("target") if how.kind != "unaided" else None
@@ -181,6 +183,7 @@ def build(
         outputs=outputs,
         target=target,
         read=how,
+        tolerance_um=configured_tolerance(),
     )
 
 

@@ -14,6 +14,7 @@ from review.items import REFERENCE_TYPES, ImageItem, Reference, read_reference
 from review.modelsets import ModelSet
 from review.records import reference_record
 from review.regions import RegionError, RegionResult
+from review.scoring import configured_tolerance
 from ui import cache, state, widgets
 from ui.views.read import score_table
 
@@ -144,6 +145,7 @@ def _reference_review(
         result=result,
         study_id=study_id,
         case_id=case_id,
+        tolerance_um=configured_tolerance(),
     )
 
 
