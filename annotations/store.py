@@ -676,8 +676,22 @@ class Store:
 
     def cases(self, study_id: int, removed: bool = False) -> list[CaseRecord]:
         """A study's cases in worklist order (removed ones too with ``removed``)."""
+        # Columns, not entities: a worklist of 1,000 cases is built on every page run, and
+        # loading ORM objects for it costs several times more than the rows.
         query = (
-            select(Case, Item)
+            select(
+                Case.id,
+                Case.study_id,
+                Case.position,
+                Case.case_group,
+                Case.removed_at,
+                Item.hash,
+                Item.filename,
+                Item.width,
+                Item.height,
+                Item.kind,
+                Item.mpp,
+            )
             .join(Item, Item.hash == Case.item_hash)
             .where(Case.study_id == study_id)
             .order_by(Case.position)
@@ -685,7 +699,19 @@ class Store:
         if not removed:
             query = query.where(Case.removed_at.is_(None))
         with self._reading() as session:
-            return [_case(case, item) for case, item in session.execute(query).all()]
+            return [
+                CaseRecord(
+                    case_id=row.id,
+                    study_id=row.study_id,
+                    item=ItemRecord(
+                        row.hash, row.filename, row.width, row.height, row.kind, row.mpp
+                    ),
+                    position=row.position,
+                    group=row.case_group,
+                    removed=row.removed_at is not None,
+                )
+                for row in session.execute(query)
+            ]
 
     def case(self, case_id: int) -> CaseRecord:
         """One case; KeyError when there is none with that id."""

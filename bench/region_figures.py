@@ -1,11 +1,19 @@
-"""Region figures on BACH A03, run by hand: ``python bench/region_figures.py [--out DIR]``.
+"""Region figures on BACH A03, run by hand:
+``python bench/region_figures.py [--out DIR] [--block PX] [--precision P] [--limit N]``.
 
 Maps the three BACH regions (``regions/A03_k.png``, about 4.7 um/px) and the twelve 1000 x 1000
 tiles (``tiles/A03_k_n.png``, about 0.47 um/px) under ``../shared/data/bach-a03`` with a model set
 through the region command (``lran-review region``), and writes ``figures.json``
 (every image's report) and ``figures.md`` (a table per image and model: tumour AUROC of the
 probability map against labels 2-3, and AUROC / energy pointing game / pointing game of CAM and
-attention against every annotated pixel). A folder that is absent is skipped with a note.
+attention against every annotated pixel), with the windows each model classified, its forward
+passes (blocks) and seconds. A folder that is absent is skipped with a note. ``--limit N`` maps
+only the first N images of each folder (a quick check that it runs).
+
+The BACH localisation figures of the model card (tumour AUROC, energy and AUROC of CAM and
+attention against labels 2-3 only, through :func:`lran_core.evaluate.region_localisation`) come
+from ``scripts/model_card.py``; this script goes through the region command end to end and adds
+the pointing games, the scores against every annotated pixel and the timings per image.
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from lran_core.predict import PRECISIONS
-from lran_core.region import DEFAULT_OVERLAP
+from lran_core.region import BLOCK
 from review.region import main as region_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,14 +34,15 @@ BACH = ROOT.parent / "shared" / "data" / "bach-a03"
 FOLDERS = {"regions": 4.67, "tiles": 0.467}
 
 
-def run(models: str, out: Path, overlap: float, precision: str) -> list[dict]:
+def run(models: str, out: Path, block: int, precision: str, limit: int = 0) -> list[dict[str, Any]]:
     reports = []
     for folder, mpp in FOLDERS.items():
         path = BACH / folder
         if not path.is_dir():
             print(f"skipped {folder}: {path} is absent")
             continue
-        for image in sorted(p for p in path.glob("A03_*.png") if not p.stem.endswith("_mask")):
+        images = sorted(p for p in path.glob("A03_*.png") if not p.stem.endswith("_mask"))
+        for image in images[:limit] if limit else images:
             json_path = out / folder / f"{image.stem}.json"
             code = region_main(
                 [
@@ -46,8 +56,8 @@ def run(models: str, out: Path, overlap: float, precision: str) -> list[dict]:
                     str(image.with_name(f"{image.stem}_mask.png")),
                     "--json",
                     str(json_path),
-                    "--overlap",
-                    str(overlap),
+                    "--block",
+                    str(block),
                     "--precision",
                     precision,
                 ]
@@ -75,18 +85,18 @@ def _fmt(value: float | bool | None) -> str:
     return f"{value:.3f}"
 
 
-def _mean(values: list) -> float | None:
+def _mean(values: list[Any]) -> float | None:
     numbers = [float(v) for v in values if v is not None]
     return sum(numbers) / len(numbers) if numbers else None
 
 
-def table(reports: list[dict]) -> str:
+def table(reports: list[dict[str, Any]]) -> str:
     head = (
-        "| image | um/px | model | tiles | s | AUROC tumour (2,3) | CAM AUROC | CAM energy "
-        "| CAM pointing | attention AUROC | attention energy | attention pointing |"
+        "| image | um/px | model | windows | blocks | s | AUROC tumour (2,3) | CAM AUROC "
+        "| CAM energy | CAM pointing | attention AUROC | attention energy | attention pointing |"
     )
-    lines = [head, "|" + "---|" * 12]
-    rows: dict[tuple[str, str], list[list]] = {}
+    lines = [head, "|" + "---|" * 13]
+    rows: dict[tuple[str, str], list[list[Any]]] = {}
     for r in reports:
         name = Path(r["image"]).stem
         for model, m in r["models"].items():
@@ -103,9 +113,8 @@ def table(reports: list[dict]) -> str:
             ]
             rows.setdefault((r["folder"], model), []).append(values)
             lines.append(
-                f"| {name} | {r['mpp']} | {model} | {m['tiles']} | {m['seconds']:.1f} | "
-                + " | ".join(_fmt(v) for v in values)
-                + " |"
+                f"| {name} | {r['mpp']} | {model} | {m['windows']} | {m['blocks']} | "
+                f"{m['seconds']:.1f} | " + " | ".join(_fmt(v) for v in values) + " |"
             )
     lines.append("")
     lines.append("Means per folder and model (pointing: hit rate; '-' where undefined):")
@@ -125,10 +134,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="idc", help="a model set name or a folder of checkpoints")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "region")
-    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP)
+    p.add_argument("--block", type=int, default=BLOCK, help="side of one forward pass in input px")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--limit", type=int, default=0, help="only the first N images per folder")
     args = p.parse_args()
-    reports = run(args.models, args.out, args.overlap, args.precision)
+    reports = run(args.models, args.out, args.block, args.precision, args.limit)
     if not reports:
         print(f"no BACH data under {BACH}: nothing to report")
         return
