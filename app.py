@@ -2,7 +2,8 @@
 
 Run with ``streamlit run app.py``. This file has two roles. ``streamlit run`` finds the
 ``app = st.App(...)`` below (by reading this file), imports it as the module ``app`` and serves
-that App: the hardened server of ``ui/server.py`` (allowed hosts, no tracebacks to readers).
+that App: the hardened server of ``ui/server.py`` (allowed hosts, no tracebacks to readers,
+the models loading while the server starts).
 Each session then runs this file as ``__main__``: it sets the page up, draws the sidebar once
 (its widgets live here, so their values outlive page switches) and routes to the pages in
 ``ui/pages``.
@@ -17,6 +18,7 @@ from ui import server
 if __name__ != "__main__":
     # Imported by the server: only the App, none of the page code (nor its imports).
     app = st.App(__file__, **server.app_options())
+    server.start_warm_up()
 else:
     from ui import sidebar
 

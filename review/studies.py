@@ -60,6 +60,9 @@ class LabelSet:
         }
 
 
+# The model set of the default study: the one a fresh install loads first.
+DEFAULT_MODEL_SET = "idc"
+
 LABEL_SETS: dict[str, LabelSet] = {
     "IDC": LabelSet("IDC", ("IDC-negative", "IDC-positive"), frozenset({"IDC-positive"})),
     "BACH": LabelSet(
@@ -80,7 +83,7 @@ def default_study(store: Store) -> StudyRecord:
     for study in store.studies():
         if study.name == DEFAULT_STUDY:
             return study
-    return store.create_study(DEFAULT_STUDY, "IDC", "blinded", "idc")
+    return store.create_study(DEFAULT_STUDY, "IDC", "blinded", DEFAULT_MODEL_SET)
 
 
 def case_group(filename: str) -> str:

@@ -35,6 +35,7 @@ from ui.server import (
     allowed_hosts_from_env,
     parse_host,
     parse_origin,
+    start_warm_up,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -383,3 +384,30 @@ def test_a_failing_page_shows_a_reference_not_a_traceback(hardened: tuple[int, P
 def page_has_no_exception_element(html: str) -> bool:
     """Streamlit's own exception box (``stException``) is absent."""
     return "stException" not in html
+
+
+def test_the_warm_start_loads_the_default_set_in_the_background(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from review.studies import DEFAULT_MODEL_SET
+    from ui import cache
+
+    thread = start_warm_up()
+    assert thread.daemon and thread.name == "lran-warm-start"
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    future = cache.warm_up(DEFAULT_MODEL_SET)
+    assert future.done() and future.exception() is None
+    # The page gets the very set the warm start loaded, not a second copy.
+    loaded = cache.model_set(DEFAULT_MODEL_SET)
+    assert loaded is future.result() and set(loaded.models) == {
+        "resnet18",
+        "resnet18-ran",
+        "resnet18-lran",
+    }
+    # A missing set fails without stopping anything, and is tried again when asked for.
+    monkeypatch.setenv("LRAN_MODELS_DIR", str(tmp_path / "none"))
+    failed = cache.warm_up(DEFAULT_MODEL_SET)
+    with pytest.raises(FileNotFoundError):
+        failed.result(timeout=60)
+    assert cache.warm_up(DEFAULT_MODEL_SET) is not failed

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import psutil
 import streamlit as st
@@ -38,20 +39,47 @@ def _item_key(item: ImageItem) -> str:
 HASH_FUNCS = {ModelSet: _set_key, ImageItem: _item_key}
 
 
-@st.cache_resource(show_spinner="Loading models…", max_entries=4)
-def _model_set(name: str, folder: str) -> ModelSet:
-    del folder  # part of the key: the same name in another models folder is another set
+# Model sets of this process by (name, models folder): each is loaded once, in a background
+# thread, so that the server can load the default set while it starts and a page can say
+# "loading" instead of freezing. One loader: two sets loading at once would only share the CPU.
+_SETS: dict[tuple[str, str], Future[ModelSet]] = {}
+_SETS_LOCK = threading.Lock()
+_LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lran-models")
+# Sets kept at most (the oldest loaded one is let go first): a set of three models is ~100 MB.
+MAX_SETS = 4
+
+
+def _load(name: str) -> ModelSet:
     loaded = modelsets.load(name)
-    # Paid here, while the reader is still on the Start page, not after their first upload.
     modelsets.warm_up(loaded, TORCH_THREADS)
     return loaded
 
 
-def model_set(name: str) -> ModelSet:
-    """The installed model set ``name``, loaded once per process and models folder.
+def warm_up(name: str) -> Future[ModelSet]:
+    """Starts loading the installed model set ``name`` in the background unless it is loading
+    or loaded (a failed load is started again: the weights may have been fixed); gives its
+    future."""
+    key = (name, str(modelsets.folder()))
+    with _SETS_LOCK:
+        future = _SETS.get(key)
+        if future is None or (future.done() and future.exception() is not None):
+            future = _SETS[key] = _LOADER.submit(_load, name)
+            finished = [k for k, f in _SETS.items() if f.done() and k != key]
+            while len(_SETS) > MAX_SETS and finished:
+                del _SETS[finished.pop(0)]
+    return future
 
-    Raises NoWeightsError or CheckpointError (not cached, so a fixed set is retried)."""
-    return _model_set(name, str(modelsets.folder()))
+
+def model_set(name: str) -> ModelSet:
+    """The installed model set ``name``, loaded once per process and models folder (waiting,
+    with a spinner, while it loads).
+
+    Raises NoWeightsError or CheckpointError (tried again at the next call)."""
+    future = warm_up(name)
+    if not future.done():
+        with st.spinner("Loading models…"):
+            return future.result()
+    return future.result()
 
 
 @st.cache_data(show_spinner="Explaining the patch…", max_entries=64, hash_funcs=HASH_FUNCS)

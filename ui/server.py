@@ -1,6 +1,6 @@
 """Hardening of the LRAN Review server, through Streamlit's Starlette app (``st.App``).
 
-Two things the plain ``streamlit run`` server does not do:
+Three things the plain ``streamlit run`` server does not do:
 
 * **Allowed hosts.** Binding to loopback does not stop DNS rebinding: a page on
   ``evil.example`` whose name is re-pointed at 127.0.0.1 talks to this server with
@@ -20,6 +20,10 @@ calls it (the uvicorn runner binds and serves without probing), and the browser'
 carries the page's own, allowed, Host. A container probe that uses a pod IP must therefore send
 an allowed Host or the operator must add that name.
 
+* **Warm start.** :func:`start_warm_up` imports the app's modules (torch among them, seconds)
+  and loads the default study's models in a background thread while the server starts, so the
+  first reader's page does not wait for them.
+
 ``streamlit run`` serves an ``st.App`` only when the script assigns ``st.App(...)`` literally
 at module level (it finds it by reading the file, see ``streamlit.web.server.app_discovery``),
 so the entry script writes ``app = st.App(__file__, **server.app_options())`` rather than
@@ -32,6 +36,7 @@ import logging
 import os
 import secrets
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,6 +291,27 @@ def app_options(environ: Mapping[str, str] | None = None) -> AppOptions:
         middleware=[Middleware(AllowedHostsMiddleware, hosts=hosts)],
         on_script_error=on_script_error,
     )
+
+
+def start_warm_up() -> threading.Thread:
+    """Starts the background thread of the warm start (see the module doc); gives it."""
+
+    def run() -> None:
+        # Imported here, not at the top: this module is imported before the server listens,
+        # and these imports take seconds (torch, the models).
+        from review.studies import DEFAULT_MODEL_SET
+        from ui import cache
+
+        try:
+            cache.warm_up(DEFAULT_MODEL_SET).result()
+        except Exception:
+            # Any failure (no weights, a broken checkpoint) is told to the reader by the page
+            # that needs the set; here it is only logged.
+            _LOGGER.info("The default model set did not load at start", exc_info=True)
+
+    thread = threading.Thread(target=run, name="lran-warm-start", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_app(script_path: str | Path, environ: Mapping[str, str] | None = None) -> st.App:

@@ -36,6 +36,10 @@ def draw() -> None:
             format_func=lambda i: by_id[i].name,
             on_change=_chose_study,
         )
+        chosen = by_id.get(st.session_state.get("study_choice", current), by_id[current])
+        # Loading starts here (or at server start) so that the first read does not wait for it.
+        if not cache.warm_up(chosen.model_set).done():
+            st.caption(":material/hourglass_top: The models are loading in the background.")
 
 
 def _chose_study() -> None:
