@@ -53,7 +53,10 @@ def filtered(reviews: pd.DataFrame) -> pd.DataFrame:
 
 
 def export_buttons(store: Store, shown: pd.DataFrame) -> None:
-    """Downloads: scores CSV, one region, all shown regions (built when clicked)."""
+    """Downloads: scores CSV, one region, all shown regions (built when clicked).
+
+    A click must not rerun the page: a rerun replaces the file the browser is about to fetch
+    (Streamlit answers "Deferred file not found" and the download never ends)."""
     st.subheader("Export")
     ids = list(shown["review_id"])
     st.download_button(
@@ -62,6 +65,7 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
         file_name="lran-review-scores.csv",
         mime="text/csv",
         key="csv",
+        on_click="ignore",
         icon=":material/table:",
     )
     by_id = shown.set_index("review_id", drop=False)
@@ -82,6 +86,7 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
         file_name=exports.region_name(chosen, review.version, review.item_hash, ".geojson"),
         mime="application/geo+json",
         key="geojson",
+        on_click="ignore",
         icon=":material/polyline:",
     )
     c2.download_button(
@@ -90,6 +95,7 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
         file_name=exports.region_name(chosen, review.version, review.item_hash, ".png"),
         mime="image/png",
         key="png",
+        on_click="ignore",
         icon=":material/image:",
     )
     c3.download_button(
@@ -98,6 +104,7 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
         file_name="lran-review-regions.zip",
         mime="application/zip",
         key="zip",
+        on_click="ignore",
         icon=":material/folder_zip:",
     )
 
