@@ -275,6 +275,7 @@ def anonymised(
 
 __all__ = [
     "AIDED",
+    "DEFAULT_MODEL_SET",
     "DEFAULT_STUDY",
     "EVERYTHING",
     "IMAGE",

@@ -336,6 +336,43 @@ def explain_record_like(store: Store, row: pd.Series):
     )
 
 
+def test_anonymised_maps_are_shown_under_letters_and_the_best_map_is_stored(env: str) -> None:
+    study = Store(env).create_study("anonymised", "IDC", "blinded", "idc", anonymise=True)
+    at = choose_study(start(), study.study_id)
+    rgb = patch(13)
+    at = add(at, [("p.png", png(rgb))])
+    at.switch_page(REVIEW).run()
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-positive")
+    at = save(at, "unaided")
+    # Revealed under letters: no model name anywhere on the page.
+    shown = viewer_args(at)
+    assert shown["columns"] == ["Map A", "Map B", "Map C"]
+    (table,) = at.table
+    assert list(table.value.reset_index()["model"]) == ["Map A", "Map B", "Map C"]
+    page = " ".join(texts(at.markdown) + texts(at.caption)) + str(table.value)
+    assert not any(t in page for t in TITLES)
+    (pills,) = [b for b in at.get("button_group") if "best-map" in b.proto.id]
+    assert [o.content for o in pills.proto.options] == ["A", "B", "C"]
+    draw_and_label(at, "aided", rect(0, 0, 25, 25), "IDC-positive", best_map="B")
+    at = save(at, "aided")
+    # The aided read's scores are shown under the letters too.
+    scores = [d.value for d in at.dataframe if "map" in d.value.columns][-1]
+    assert set(scores["model"]) == {"Map A", "Map B", "Map C"}
+    reads = Store(env).reviews_frame().set_index("read_kind")
+    letters = reads.loc["aided", "anonymised"]
+    # A shuffle of the three models, stored with the read, and the same on a new session.
+    assert sorted(letters) == ["A", "B", "C"] and sorted(letters.values()) == sorted(VARIANTS)
+    assert reads.loc["aided", "best_map"] == "B"
+    assert reads.loc["aided", "visible"] == ["image", "predictions", "maps"]
+    again = choose_study(start(), study.study_id)
+    again.switch_page(REVIEW).run()
+    assert viewer_args(again)["columns"] == ["Map A", "Map B", "Map C"]
+    # Map B's column holds the maps of the model stored under B.
+    outputs = {o.variant: o for o in explained(rgb)}
+    b_cells = [c for c in viewer_args(again)["cells"] if c["column"] == "Map B"]
+    assert len(b_cells) == len(outputs[letters["B"]].maps())
+
+
 def test_an_empty_region_asks_once_then_saves_an_explicit_no_region(env: str) -> None:
     at = review_page(patch(11))
     draw_and_label(at, "unaided", None, "IDC-negative")

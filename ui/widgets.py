@@ -69,10 +69,11 @@ def outline(image: np.ndarray, region: np.ndarray) -> np.ndarray:
 
 
 def probability_table(outputs: list[PatchMaps], titles: dict[str, str]) -> pd.DataFrame:
-    """One row per model (by its title: display name, or letter when anonymised): its
-    prediction and the probability of every class."""
+    """One row per model (by its title: display name, or letter when anonymised), in the
+    titles' order: its prediction and the probability of every class."""
     rows = []
-    for out in outputs:
+    order = list(titles)
+    for out in sorted(outputs, key=lambda o: order.index(o.variant)):
         row = {"model": titles[out.variant], "prediction": out.class_names[out.predicted]}
         row.update({name: float(p) for name, p in zip(out.class_names, out.probs, strict=True)})
         rows.append(row)

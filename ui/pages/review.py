@@ -298,7 +298,7 @@ def main() -> None:
                 ),
                 extra=best_map,
             )
-        read.outcome(case.case_id)
+        read.outcome(case.case_id, titles)
         reference = None
         if outputs is not None:
             widgets.show_probabilities(outputs, titles)

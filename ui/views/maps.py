@@ -104,7 +104,9 @@ def grid(
     in a blinded first read)."""
     overlays: dict[tuple[str, str], Overlay] = {}
     row_names: list[str] = []
-    columns = [titles[m] for m in (maps or {})]
+    # Columns in the titles' order: by letter when anonymised (model order would give the
+    # identities away), else base, R-RAN, R-LRAN.
+    columns = [titles[m] for m in titles if m in (maps or {})]
     if maps and look is not None:
         names = [
             n for n in ("probability", "cam", "attention") if any(n in v for v in maps.values())

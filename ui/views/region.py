@@ -161,8 +161,7 @@ def reference_scores(
     """Every model's maps scored against the reference, and the button that stores them."""
     st.subheader("Agreement with the reference")
     record = _reference_review(item, reference, model_set, result, importer, *where)
-    table = score_table([s.__dict__ for s in record.scores])
-    table["model"] = [titles.get(s.model, s.model) for s in record.scores]
+    table = score_table([s.__dict__ for s in record.scores], titles)
     st.dataframe(table, hide_index=True, key="reference_scores")
     key = (item.item_hash, reference.data_hash, model_set.name, result.mpp, result.cam_class)
     saved_references: dict[Any, dict[str, int]] = state.bucket("saved_references")
@@ -196,6 +195,6 @@ def region_table(result: RegionResult, titles: dict[str, str]) -> None:
             "maximum": s.maximum,
             "area above 0.5": s.share_above_half,
         }
-        for model, s in result.summaries().items()
+        for model, s in sorted(result.summaries().items(), key=lambda e: list(titles).index(e[0]))
     ]
     st.table(pd.DataFrame(rows).set_index("model"))
