@@ -370,18 +370,7 @@ def model_mean(
     gives a :class:`ModelMean` (n = 0 and mean None for a model with no row)."""
     values = _wide(frame, score, map_name, (model,))[model].to_numpy(dtype=float)
     defined = values[~np.isnan(values)]
-    ci: tuple[float, float] | None = None
-    if defined.size >= 2 and not _all_equal(defined):
-        ci = _bootstrap_ci(
-            (defined,),
-            np.mean,
-            paired=False,
-            vectorized=True,
-            confidence_level=confidence_level,
-            n_resamples=n_resamples,
-            method=method,
-            seed=seed,
-        )
+    ci = _mean_ci(defined, confidence_level, n_resamples, method, seed)
     return ModelMean(
         model=model,
         score=score,
@@ -552,18 +541,7 @@ def reader_dice(
         (str(item), float(region_dice(masks_a[item], masks_b[item]))) for item in shared
     )
     values = np.array([d for _, d in per_item], dtype=float)
-    ci: tuple[float, float] | None = None
-    if values.size >= 2 and not _all_equal(values):
-        ci = _bootstrap_ci(
-            (values,),
-            np.mean,
-            paired=False,
-            vectorized=True,
-            confidence_level=confidence_level,
-            n_resamples=n_resamples,
-            method=method,
-            seed=seed,
-        )
+    ci = _mean_ci(values, confidence_level, n_resamples, method, seed)
     return DiceEstimate(
         mean=float(np.mean(values)) if values.size else None,
         ci=ci,
@@ -623,6 +601,29 @@ def _wide(frame: pd.DataFrame, score: str, map_name: str, models: Sequence[str])
     )
     wide = long.pivot(index="review_id", columns="model", values="value")
     return wide.reindex(columns=list(models)).sort_index()
+
+
+def _mean_ci(
+    values: np.ndarray,
+    confidence_level: float,
+    n_resamples: int,
+    method: BootstrapMethod,
+    seed: int,
+) -> tuple[float, float] | None:
+    """The bootstrap interval of the mean of ``values`` (1-D), None where it is undefined
+    (fewer than two values, or all equal)."""
+    if values.size < 2 or _all_equal(values):
+        return None
+    return _bootstrap_ci(
+        (values,),
+        np.mean,
+        paired=False,
+        vectorized=True,
+        confidence_level=confidence_level,
+        n_resamples=n_resamples,
+        method=method,
+        seed=seed,
+    )
 
 
 def _all_equal(values: np.ndarray, to: float | None = None) -> bool:

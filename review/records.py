@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from annotations.geojson import mask_to_geojson
-from annotations.records import REFERENCE_PREFIX, ReviewRecord
+from annotations.records import REFERENCE_PREFIX, ReviewRecord, ScoreRecord
 from lran_core.data import parse_idc_name
 from review.items import ImageItem, Reference
 from review.patches import PatchMaps, patch_predictions
@@ -103,23 +103,18 @@ def patch_record(
     ``target``, or of each model's predicted class, attention, gates) scored against ``mask``
     (every score None when the mask is empty)."""
     maps = {out.variant: out.maps(target) for out in outputs}
-    return ReviewRecord(
-        item_hash=item.item_hash,
-        filename=item.filename,
-        width=item.width,
-        height=item.height,
-        kind="patch",
-        reader=reader,
-        model_set=model_set,
-        label=label,
-        mask=mask,
-        geojson=region_geojson(
-            mask, item, item.mpp, "Region", READER_RGB, reader=reader, label=label
-        ),
-        predictions=patch_predictions(outputs),
-        scores=score_maps(maps, mask, item.mpp, tolerance_um),
-        mpp=item.mpp,
-        **read.fields(),
+    return _read_record(
+        item,
+        "patch",
+        reader,
+        model_set,
+        label,
+        mask,
+        patch_predictions(outputs),
+        score_maps(maps, mask, item.mpp, tolerance_um),
+        item.mpp,
+        None,
+        read,
     )
 
 
@@ -136,23 +131,49 @@ def region_record(
 ) -> ReviewRecord:
     """A reader's review of a region: each model's area-weighted mean probabilities, and its
     probability, CAM and attention maps scored on the whole region at full resolution."""
+    return _read_record(
+        item,
+        "region",
+        reader,
+        model_set,
+        label,
+        mask,
+        region_predictions(result),
+        score_maps(result.layers(), mask, result.mpp, tolerance_um),
+        result.mpp,
+        result.overlap,
+        read,
+    )
+
+
+def _read_record(
+    item: ImageItem,
+    kind: str,
+    reader: str,
+    model_set: str,
+    label: str,
+    mask: np.ndarray,
+    predictions: dict[str, dict[str, float]],
+    scores: list[ScoreRecord],
+    mpp: float | None,
+    overlap: float | None,
+    read: Read,
+) -> ReviewRecord:
     return ReviewRecord(
         item_hash=item.item_hash,
         filename=item.filename,
         width=item.width,
         height=item.height,
-        kind="region",
+        kind=kind,
         reader=reader,
         model_set=model_set,
         label=label,
         mask=mask,
-        geojson=region_geojson(
-            mask, item, result.mpp, "Region", READER_RGB, reader=reader, label=label
-        ),
-        predictions=region_predictions(result),
-        scores=score_maps(result.layers(), mask, result.mpp, tolerance_um),
-        mpp=result.mpp,
-        overlap=result.overlap,
+        geojson=region_geojson(mask, item, mpp, "Region", READER_RGB, reader=reader, label=label),
+        predictions=predictions,
+        scores=scores,
+        mpp=mpp,
+        overlap=overlap,
         **read.fields(),
     )
 
