@@ -565,6 +565,27 @@ class Store:
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail(action, exc) from exc
         self._check_file()
+        self._empty_wal()
+
+    def _empty_wal(self) -> None:
+        """SQLite: moves the committed write from the WAL file into the database file and
+        empties the WAL. A WAL file belongs to whatever database file is at its path: frames
+        left in it would be applied to a file restored there (``mv backup reviews.sqlite``), and
+        the confirmed saves they hold would be missing from the file that is moved away."""
+        if not self._is_sqlite:
+            return
+        try:
+            raw = self.engine.raw_connection()
+        except SQLAlchemyError:
+            return  # committed all the same; the next write empties the WAL
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        except sqlite3.Error:
+            pass  # a long reader held it back; committed all the same, the next write retries
+        finally:
+            raw.close()
 
     def create_study(
         self,
