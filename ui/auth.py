@@ -24,8 +24,15 @@ class Person:
 def _local() -> Person | None:
     key = "reader"
     if key not in st.session_state:
-        # A reload keeps the reader: from the address bar, else the last reader of this store.
-        st.session_state[key] = st.query_params.get("reader") or _last_reader() or ""
+        # A page switch in the browser can drop the widget's value and the address bar's:
+        # this session's own reader comes first, never another reader's name. A reload keeps
+        # the reader from the address bar, else the last reader of this store.
+        st.session_state[key] = (
+            st.session_state.get("_reader_name")
+            or st.query_params.get("reader")
+            or _last_reader()
+            or ""
+        )
     st.text_input(
         "Reader",
         key=key,
@@ -41,6 +48,7 @@ def _local() -> Person | None:
         st.error(widgets.plain(str(err)))
         return None
     st.query_params["reader"] = name
+    st.session_state["_reader_name"] = name
     # One person on this machine: they manage the studies too.
     return Person(name, admin=True)
 

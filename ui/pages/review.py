@@ -318,7 +318,7 @@ def main() -> None:
                 )
         context(list_, work, item)
     with left:
-        viewer_key = f"viewer-{work.case.case_id}"
+        viewer_key = read.viewer_key(case)
         state_ = maps_view.grid(
             item,
             maps,

@@ -26,7 +26,7 @@ from review.records import Read
 from review.scoring import SCORE_INFO
 from review.studies import LabelSet
 from ui import cache, widgets
-from ui.components.viewer import ViewerState
+from ui.components.viewer import ViewerState, sent_state
 
 CONFIDENCE = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 certain"}
 
@@ -45,6 +45,11 @@ class Case:
 
 # A function that turns (reader, label, mask, read) into the record to store.
 Build = Callable[[str, str, np.ndarray, Read], ReviewRecord]
+
+
+def viewer_key(case: Case) -> str:
+    """The widget key of the case's viewer."""
+    return f"viewer-{case.case_id}"
 
 
 def _store() -> Any:
@@ -179,6 +184,11 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     it in one transaction; the outcome (or why not) is kept for the page to show."""
     outcome = st.session_state.setdefault("save_outcome", {})
     outcome.pop(case.case_id, None)
+    # A save pressed right after drawing: the rerun that runs this callback carries the
+    # viewer's latest drawing, which the draft gets only when the page draws the viewer again.
+    latest = sent_state(viewer_key(case))
+    if latest is not None:
+        drawn(case, latest)
     current = draft(case)
     label = current.get("label")
     if not label:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import streamlit as st
 import streamlit.components.v1 as components
 from PIL import Image
 
@@ -338,6 +339,13 @@ def _state(value: Any, drawing: Sequence[Polygon] | None) -> ViewerState:
         except (KeyError, TypeError, ValueError):
             view = None
     return ViewerState(polygons=polygons, view=view)
+
+
+def sent_state(key: str) -> ViewerState | None:
+    """What the viewer under widget ``key`` last sent, read from session state (a callback
+    runs before the page draws the viewer again); None before it sent anything."""
+    value = st.session_state.get(key)
+    return _state(value, None) if isinstance(value, dict) else None
 
 
 _component: Any = None
