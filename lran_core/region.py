@@ -28,7 +28,9 @@ The region command, with scores against a reference mask, is ``lran-review regio
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -70,6 +72,9 @@ MARGIN = 128
 MAP_SIDE = 1024
 # The attention branch pools five times: inputs are padded to a multiple of this.
 INPUT_MULTIPLE = 32
+# Channels of the feature grids processed at a time once the blocks are done (the window sums
+# are per channel): 32 of the 256 channels of ResNet-18's layer3.
+CHANNEL_CHUNK = 32
 
 
 class RegionError(ValueError):
@@ -328,12 +333,16 @@ def _features(
                     weights[name] = torch.zeros(full)
                 gy, gx = y0 // per_px, x0 // per_px
                 window = (slice(gy, gy + grid.shape[-2]), slice(gx, gx + grid.shape[-1]))
-                sums[name][(slice(None), *window)] += grid * weight
+                sums[name][(slice(None), *window)].addcmul_(grid, weight)
                 weights[name][window] += weight
+            del parts, x, crop
+            release_free_memory()
             step()
-    out = {name: sums[name] / weights[name] for name in sums}
-    assert out["b"].shape[-2:] == cells
-    return out["b"], out.get("logits"), out.get("fine"), len(rows) * len(cols)
+    # In place: a second copy of the grids would be the largest allocation after the blocks.
+    for name, total in sums.items():
+        total /= weights.pop(name)
+    assert sums["b"].shape[-2:] == cells
+    return sums["b"], sums.get("logits"), sums.get("fine"), len(rows) * len(cols)
 
 
 def _box_sum(x: Tensor, k: int) -> Tensor:
@@ -425,15 +434,33 @@ def _map_one(
     weight = model.fc.weight.detach().float()
     bias = model.fc.bias.detach().float()
     windows = (h + 1) * (w + 1)
-    corner_logits, h_cells = window_maps(b, logits, weight, bias, k, (h, w))
+    # Every step after the blocks is per channel until a sum over channels, so it runs over
+    # CHANNEL_CHUNK channels at a time: the float64 box sums of all 256 channels of a large
+    # region would take more memory than the feature grids themselves.
+    corner_logits = torch.zeros((len(bias), h + 1, w + 1), dtype=torch.float64)
+    cam_t = torch.zeros((h, w), dtype=torch.float32)
+    no_bias = torch.zeros_like(bias)
+    for c in range(0, b.shape[0], CHANNEL_CHUNK):
+        chunk = slice(c, c + CHANNEL_CHUNK)
+        part, h_cells = window_maps(
+            b[chunk],
+            None if logits is None else logits[chunk],
+            weight[:, chunk],
+            no_bias,
+            k,
+            (h, w),
+        )
+        corner_logits += part
+        cam_t += torch.einsum("c,chw->hw", weight[cam_class, chunk], h_cells)
+        del part, h_cells
+    del b, logits
+    corner_logits += bias.double().view(-1, 1, 1)
     probs = _corners_to_cells(corner_logits.softmax(0)).float().numpy()
-    cam = torch.einsum("c,chw->hw", weight[cam_class], h_cells).numpy()
+    cam = cam_t.numpy()
     attention = None
     if fine is not None:
-        # Relative to the mean over the field-of-view window around each point (2k fine cells).
-        ef = torch.exp(fine - fine.amax(dim=(1, 2), keepdim=True))
-        mean = F.avg_pool2d(ef[None], 2 * k + 1, stride=1, padding=k, count_include_pad=False)[0]
-        attention = (ef / mean.clamp_min(torch.finfo(torch.float32).tiny)).mean(0).numpy()
+        attention = _attention(fine, k).numpy()
+        del fine
     k_classes = len(model.meta.class_names)
     shape = (int(rgb.shape[0]), int(rgb.shape[1]))
     full = np.empty(
@@ -455,6 +482,48 @@ def _map_one(
         seconds=time.perf_counter() - started,
         image_shape=shape,
     )
+
+
+def _attention(fine: Tensor, k: int) -> Tensor:
+    """The attention display map from the finer logits (C, h, w): exp(a) of every channel
+    relative to its mean over the field-of-view window around each point (2k fine cells),
+    averaged over the channels; CHANNEL_CHUNK channels at a time."""
+    total = torch.zeros(fine.shape[-2:], dtype=torch.float32)
+    tiny = torch.finfo(torch.float32).tiny
+    for c in range(0, fine.shape[0], CHANNEL_CHUNK):
+        part = fine[c : c + CHANNEL_CHUNK]
+        ef = torch.exp(part - part.amax(dim=(1, 2), keepdim=True))
+        mean = F.avg_pool2d(ef[None], 2 * k + 1, stride=1, padding=k, count_include_pad=False)[0]
+        total += ef.div_(mean.clamp_min_(tiny)).sum(0)
+        del ef, mean
+    return total / fine.shape[0]
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` where the process has it (Linux with glibc), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Hands the heap memory freed so far back to the operating system (glibc's
+    ``malloc_trim``; nothing elsewhere).
+
+    glibc keeps freed blocks of up to 32 MB in the process's heaps for reuse, and a block's
+    activations are such blocks: without this the RSS after a large region stays hundreds of
+    MB above what is still in use, which the next large allocations (mmap'ed: the image, a
+    full-size map) cannot reuse. Takes milliseconds."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:
@@ -540,20 +609,15 @@ def map_region(
         if progress is not None:
             progress(done / total)
 
+    out = {}
     with _channels_last(models.values()):
-        return {
-            name: _map_one(
-                model,
-                rgb,
-                checked,
-                classes[name],
-                block,
-                _bf16(model, precision),
-                step,
-                map_side,
+        for name, model in models.items():
+            out[name] = _map_one(
+                model, rgb, checked, classes[name], block, _bf16(model, precision), step, map_side
             )
-            for name, model in models.items()
-        }
+            # The model's feature grids and working set are freed: give them back.
+            release_free_memory()
+    return out
 
 
 def _bf16(model: LRANClassifier, precision: str) -> bool:
