@@ -54,19 +54,23 @@ def mask_png(store: Store, review_id: int) -> bytes:
     return mask_to_png(store.get_mask(review_id))
 
 
-def regions_zip(store: Store, reviews: pd.DataFrame) -> bytes:
-    """Every given review's region as GeoJSON and as PNG mask, in one zip."""
+# Zip entries carry this time stamp (the format's earliest) rather than the time of the
+# export: the same reads give the same bytes, so an export can be checked and kept.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def regions_zip(store: Store, reviews: Iterable[tuple[int, int, str]]) -> bytes:
+    """Every given review (review_id, version, item_hash)'s region as GeoJSON and as PNG mask,
+    in one zip; the same reviews give the same bytes."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for review_id, version, item_hash in zip(
-            reviews["review_id"], reviews["version"], reviews["item_hash"], strict=True
-        ):
-            archive.writestr(
-                region_name(int(review_id), int(version), str(item_hash), ".geojson"),
-                geojson_text(store, int(review_id)),
-            )
-            archive.writestr(
-                region_name(int(review_id), int(version), str(item_hash), ".png"),
-                mask_png(store, int(review_id)),
-            )
+        for review_id, version, item_hash in reviews:
+            for suffix, content in (
+                (".geojson", geojson_text(store, int(review_id)).encode()),
+                (".png", mask_png(store, int(review_id))),
+            ):
+                name = region_name(int(review_id), int(version), str(item_hash), suffix)
+                entry = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(entry, content)
     return buffer.getvalue()

@@ -495,7 +495,7 @@ def test_arguments_are_checked() -> None:
 def test_the_value_comes_back_as_a_state() -> None:
     drawing = [[(1.0, 2.0), (3.0, 4.0), (5.0, 0.0)]]
     before = component._state(None, drawing)
-    assert before == component.ViewerState(polygons=drawing, view=None)
+    assert before == component.ViewerState(polygons=drawing, view=None, sent=False)
     value = {
         "polygons": [[[0, 0], [10, 0], [10, 5]], [[1, 1]], "junk", [[0, 0], [1, "x"], [2, 2]]],
         "view": {"x": 600, "y": 450.5, "zoom": 1.25, "width": 800, "height": 300},
@@ -503,4 +503,5 @@ def test_the_value_comes_back_as_a_state() -> None:
     state = component._state(value, drawing)
     assert state.polygons == [[(0.0, 0.0), (10.0, 0.0), (10.0, 5.0)]]
     assert state.view == component.View(x=600.0, y=450.5, zoom=1.25, width=800.0, height=300.0)
+    assert state.sent
     assert component._state({"polygons": [], "view": {"x": 1}}, None).view is None

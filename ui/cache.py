@@ -14,7 +14,7 @@ import psutil
 import streamlit as st
 
 from annotations.store import Store
-from review import modelsets
+from review import exports, modelsets
 from review.items import ImageItem, ImageReadError, read_image
 from review.modelsets import ModelSet
 from review.patches import PatchMaps, explain_patch
@@ -105,6 +105,30 @@ def store(url: str | None) -> Store:
 
     Raises annotations.store.StoreError (not cached, so a fixed database is retried)."""
     return Store(url)
+
+
+Reads = tuple[tuple[int, int, str], ...]
+
+
+@st.cache_data(show_spinner="Preparing the exports…", max_entries=64)
+def export(url: str | None, kind: str, reads: Reads) -> bytes:
+    """An export of saved reads (review_id, version, item_hash) as bytes: ``kind`` "csv" (the
+    scores of every read), "geojson" or "png" (the first read's region), "zip" (every read's
+    region). Kept per (database, kind, reads): a saved read is never changed (saving again
+    makes a new read), so neither is its export.
+
+    Built before the button is drawn rather than when it is clicked, so that a click is
+    answered at once with a file that is ready, however busy the server."""
+    s = store(url)
+    if kind == "csv":
+        return exports.scores_csv(s, [r[0] for r in reads]).encode()
+    if kind == "geojson":
+        return exports.geojson_text(s, reads[0][0]).encode()
+    if kind == "png":
+        return exports.mask_png(s, reads[0][0])
+    if kind == "zip":
+        return exports.regions_zip(s, reads)
+    raise ValueError(f"unknown export {kind!r}")
 
 
 def database_url() -> str | None:

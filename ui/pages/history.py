@@ -8,12 +8,10 @@ as a zip.
 
 from __future__ import annotations
 
-from functools import partial
-
 import pandas as pd
 import streamlit as st
 
-from annotations.store import Store, StoreError
+from annotations.store import StoreError
 from review import exports
 from ui import auth, cache, sidebar, widgets
 
@@ -52,16 +50,21 @@ def filtered(reviews: pd.DataFrame) -> pd.DataFrame:
     return reviews[keep]
 
 
-def export_buttons(store: Store, shown: pd.DataFrame) -> None:
-    """Downloads: scores CSV, one region, all shown regions (built when clicked).
+def export_buttons(shown: pd.DataFrame) -> None:
+    """Downloads: scores CSV, one region, all shown regions.
 
     A click must not rerun the page: a rerun replaces the file the browser is about to fetch
     (Streamlit answers "Deferred file not found" and the download never ends)."""
     st.subheader("Export")
-    ids = list(shown["review_id"])
+    url = cache.database_url()
+    reads = tuple(
+        (int(i), int(v), str(h))
+        for i, v, h in zip(shown["review_id"], shown["version"], shown["item_hash"], strict=True)
+    )
+    ids = [r[0] for r in reads]
     st.download_button(
         "Scores of the reviews shown (CSV)",
-        partial(exports.scores_csv, store, ids),
+        cache.export(url, "csv", reads),
         file_name="lran-review-scores.csv",
         mime="text/csv",
         key="csv",
@@ -79,10 +82,11 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
         ),
     )
     review = by_id.loc[chosen]
+    one = ((int(chosen), int(review.version), str(review.item_hash)),)
     c1, c2, c3 = st.columns(3)
     c1.download_button(
         "GeoJSON (QuPath)",
-        partial(exports.geojson_text, store, chosen),
+        cache.export(url, "geojson", one),
         file_name=exports.region_name(chosen, review.version, review.item_hash, ".geojson"),
         mime="application/geo+json",
         key="geojson",
@@ -91,7 +95,7 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
     )
     c2.download_button(
         "PNG mask",
-        partial(exports.mask_png, store, chosen),
+        cache.export(url, "png", one),
         file_name=exports.region_name(chosen, review.version, review.item_hash, ".png"),
         mime="image/png",
         key="png",
@@ -100,7 +104,7 @@ def export_buttons(store: Store, shown: pd.DataFrame) -> None:
     )
     c3.download_button(
         "All shown regions (zip)",
-        partial(exports.regions_zip, store, shown),
+        cache.export(url, "zip", reads),
         file_name="lran-review-regions.zip",
         mime="application/zip",
         key="zip",
@@ -135,7 +139,7 @@ def main() -> None:
     if shown.empty:
         st.info("No review matches the filters.")
         return
-    export_buttons(store, shown)
+    export_buttons(shown)
 
 
 main()
