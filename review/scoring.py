@@ -1,21 +1,26 @@
 """One way to score a model's maps against a region: every map is brought to the region's
-pixels and scored by :func:`annotations.scores.agreement`, with the pointing game's tolerance
-set in micrometres (design.md §3)."""
+pixels (at most :data:`SCORE_SIDE` on a side) and scored by :func:`annotations.scores.agreement`,
+with the pointing game's tolerance set in micrometres (design.md §3)."""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from PIL import Image
 
 from annotations.records import ScoreRecord
 from annotations.scores import agreement
 from lran_core.maps import resize_map
 
 DEFAULT_TOLERANCE_UM = 15.0
+# Regions are scored on a grid of at most this many pixels on the longer side. Maps are kept
+# at most 1024 px on a side (lran_core.region.MAP_SIDE), so a finer grid adds nothing of the
+# map; at full size a 6000 x 6000 region took 4 GB and two minutes to score its nine maps.
+SCORE_SIDE = 2048
 # An operator's choice of the pointing game's tolerance, in µm, for every score the app stores.
 ENV_TOLERANCE = "LRAN_TOLERANCE_UM"
 
@@ -125,14 +130,36 @@ def score_maps(
 ) -> list[ScoreRecord]:
     """Scores every map of every model against ``region`` (bool (H, W), the image's pixels).
 
-    Takes maps as model -> map name -> :class:`ScoredMap`; each map is resized to (H, W) first.
-    Gives one :class:`ScoreRecord` per (model, map), in the given order.
+    Takes maps as model -> map name -> :class:`ScoredMap`; each map is resized to the region's
+    scoring grid first (:func:`scoring_grid`: (H, W) itself up to :data:`SCORE_SIDE`). Gives
+    one :class:`ScoreRecord` per (model, map), in the given order.
     """
     tol = tolerance(mpp, region.shape[:2], tolerance_um)
+    grid, scale = scoring_grid(region)
     records = []
     for model, named in maps.items():
         for name, scored in named.items():
-            heat = resize_map(scored.values, region.shape[:2])
-            scores = agreement(heat, region, tol.px)
-            records.append(ScoreRecord.of(model, name, scored.cam_class, scores, tol.um))
+            heat = resize_map(scored.values, grid.shape)
+            scores = agreement(heat, grid, tol.px * scale)
+            record = ScoreRecord.of(model, name, scored.cam_class, scores, tol.um)
+            # Stored in the image's pixels, whatever grid it was scored on.
+            records.append(replace(record, tolerance_px=tol.px))
     return records
+
+
+def scoring_grid(region: np.ndarray) -> tuple[np.ndarray, float]:
+    """The region (bool (H, W)) on the grid its maps are scored on, and that grid's pixels per
+    image pixel: the region itself when its longer side is at most :data:`SCORE_SIDE`, else
+    reduced to that side (a grid pixel is in the region when at least half of it is)."""
+    height, width = region.shape[:2]
+    scale = min(1.0, SCORE_SIDE / max(height, width))
+    if scale == 1.0:
+        return region.astype(bool, copy=False), 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(
+        Image.fromarray(region.astype(np.uint8) * 255).resize(size, Image.Resampling.BOX)
+    )
+    grid = small >= 128
+    if not grid.any() and small.any():
+        grid = small == small.max()  # a region under half a grid pixel keeps its best cover
+    return grid, scale
