@@ -77,6 +77,17 @@ def trace_boundaries(mask: np.ndarray) -> list[tuple[int, np.ndarray]]:
     holes the other way. Where two pixels of a component touch only at a corner the boundary
     turns towards the pixel it is following, so diagonal neighbours stay separate polygons.
     """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return []
+    cols = np.flatnonzero(mask.any(axis=0))
+    y0, x0 = int(rows[0]), int(cols[0])
+    box = mask[y0 : int(rows[-1]) + 1, x0 : int(cols[-1]) + 1]
+    if box.shape != mask.shape:
+        # Traced within the region's bounding box: the labels and edge arrays below are several
+        # times the size of what they cover, and a region is often a small part of its image.
+        offset = np.array([x0, y0])
+        return [(label, ring + offset) for label, ring in trace_boundaries(box)]
     w = mask.shape[1]
     labels, _ = ndimage.label(mask)
     p = np.pad(mask, 1)

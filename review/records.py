@@ -130,7 +130,8 @@ def region_record(
     tolerance_um: float = DEFAULT_TOLERANCE_UM,
 ) -> ReviewRecord:
     """A reader's review of a region: each model's area-weighted mean probabilities, and its
-    probability, CAM and attention maps scored on the whole region at full resolution."""
+    probability, CAM and attention maps scored on the whole region (on a grid of at most
+    review.scoring.SCORE_SIDE px a side)."""
     return _read_record(
         item,
         "region",

@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from annotations.geojson import geojson_to_mask, mask_to_geojson
 from annotations.masks import label_mask_to_region, mask_to_png, png_to_mask, read_label_mask
+from annotations.raster import trace_boundaries
 from review.drawing import mask_to_polygons, polygons_to_mask
 
 
@@ -195,3 +196,15 @@ def test_label_mask_refusals_say_why():
     colour[0, 0] = (255, 0, 0)
     with pytest.raises(ValueError, match="colour"):
         read_label_mask(png_bytes(colour))
+
+
+def test_a_region_inside_a_larger_image_is_traced_at_its_place() -> None:
+    rng = np.random.default_rng(3)
+    small = rng.random((40, 60)) < 0.6
+    large = np.zeros((300, 500), bool)
+    large[100:140, 200:260] = small
+    moved = [(label, ring - np.array([200, 100])) for label, ring in trace_boundaries(large)]
+    expected = trace_boundaries(small)
+    assert len(moved) == len(expected) > 1
+    for (la, a), (lb, b) in zip(moved, expected, strict=True):
+        assert la == lb and np.array_equal(a, b)
