@@ -116,6 +116,11 @@ def ship(runs: Path, weights: Path) -> None:
     """Copies each shipped run's best checkpoint (already fp16), its training log and its
     configuration into ``weights/<set>/``."""
     for name, folder in SHIPPED.items():
+        missing = [v for v in VARIANTS if not (runs / folder / v / "best.safetensors").is_file()]
+        if missing:
+            # A set ships whole or not at all: its models are compared with one another.
+            print(f"{name}: not shipped, no best.safetensors for {', '.join(missing)}")
+            continue
         target = weights / name
         (target / "training-logs").mkdir(parents=True, exist_ok=True)
         for variant in VARIANTS:
