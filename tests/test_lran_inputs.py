@@ -235,7 +235,7 @@ def test_a_good_crafted_checkpoint_loads(tmp_path, base_tensors):
 
 
 def test_old_checkpoints_without_newer_fields_load_with_defaults(tmp_path, base_tensors):
-    # Written before class_folders and padding_mode existed (as the shipped IDC set was).
+    # Written before class_folders and padding_mode existed (as the first shipped IDC set was).
     meta = _meta()
     for key in ("class_folders", "mpp", "native_size", "input_size", "data", "metrics"):
         del meta[key]
@@ -247,14 +247,15 @@ def test_old_checkpoints_without_newer_fields_load_with_defaults(tmp_path, base_
 
 
 @pytest.mark.skipif(not (WEIGHTS_DIR / "idc").is_dir(), reason="no shipped IDC weights")
-def test_the_shipped_idc_checkpoints_still_load():
+def test_the_shipped_idc_checkpoints_load_with_their_recipe():
     files = sorted((WEIGHTS_DIR / "idc").glob("*.safetensors"))
     assert len(files) == 3
     for path in files:
         meta = read_meta(path)
-        assert meta.class_folders is None and "padding_mode" not in meta.options
+        assert meta.options["padding_mode"] == "reflect" and meta.input_size == 128
         assert meta.class_names == ["IDC-negative", "IDC-positive"] and meta.mpp == 4.0
-    assert load_model(files[0]).meta.native_size == 50
+    model = load_model(files[0])
+    assert model.meta.native_size == 50 and model.features[0].padding_mode == "reflect"
 
 
 def test_save_refuses_metadata_the_loader_would_refuse(tmp_path):
