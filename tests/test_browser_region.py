@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VARIANTS
+from conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VARIANTS, streamlit_run
 from PIL import Image, ImageDraw
 from test_browser_viewer import IFRAME
 
@@ -85,12 +81,6 @@ def shoelace(polygon: list[tuple[float, float]]) -> float:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """An open study in a fresh SQLite database, then `streamlit run app.py` on a free port
@@ -101,51 +91,13 @@ def app(tmp_path: Path) -> Iterator[tuple[str, str]]:
     # The shipped models, local mode, the default tolerance (15 um).
     for name in ("LRAN_MODELS_DIR", "LRAN_AUTH", "LRAN_TOLERANCE_UM"):
         env.pop(name, None)
-    port = _free_port()
     log_path = tmp_path / "streamlit.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.close()
-                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-                time.sleep(0.3)
-        yield url, db
+        with streamlit_run(
+            "app.py", env, log_path, args=("--server.fileWatcherType", "none")
+        ) as port:
+            yield f"http://127.0.0.1:{port}", db
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         text = log_path.read_text()
         if "Traceback" in text:
             print(text)

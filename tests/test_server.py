@@ -17,16 +17,12 @@ import http.client
 import os
 import re
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS
+from conftest import CHROMIUM, CHROMIUM_ARGS, streamlit_run
 
 from ui.server import (
     AllowedHosts,
@@ -197,13 +193,6 @@ def test_middleware_with_a_star_checks_nothing() -> None:
 # --- the real server -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """``streamlit run`` on the tiny entry script, on a free port; gives (port, log path).
@@ -216,51 +205,16 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Pa
     (folder / "entry.py").write_text(ENTRY)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("LRAN_ALLOWED_HOSTS", None)
-    port = _free_port()
     log_path = folder / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "entry.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=folder,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/_stcore/health", timeout=2
-                ) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-                time.sleep(0.3)
+    with streamlit_run(
+        "entry.py",
+        env,
+        log_path,
+        cwd=folder,
+        args=("--browser.gatherUsageStats", "false"),
+        startup_s=STARTUP_S,
+    ) as port:
         yield port, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _get(port: int, path: str, host: str) -> tuple[int, bytes]:
