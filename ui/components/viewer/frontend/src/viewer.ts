@@ -200,8 +200,11 @@ export class LinkedViewer {
     });
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape") this.drawing.cancel();
-      else if (event.key === "Enter" && this.drawing.tool === "polygon") this.drawing.closePolygon();
+      else if (event.key === "Enter" && !event.ctrlKey && !event.metaKey && this.drawing.tool === "polygon")
+        this.drawing.closePolygon();
+      else forwardKey(event);
     });
+    document.addEventListener("keyup", forwardKey);
   }
 
   /** A render message from Streamlit: rebuilds only when the image, the maps or the layout
@@ -748,4 +751,30 @@ function cacheSize(host: HTMLElement, layers: number): number {
   const across = Math.ceil(host.clientWidth / TILE_SIZE) + 1;
   const down = Math.ceil(host.clientHeight / TILE_SIZE) + 1;
   return Math.max(64, 4 * across * down * layers);
+}
+
+/** The page's shortcuts (a diagnosis per digit, Ctrl+Enter to save, J/K/U between cases) listen
+ * on the app's document, and a reader who has just drawn has the focus in this frame: the key
+ * is passed up to the app's document, which Streamlit serves from this frame's origin. */
+function forwardKey(event: KeyboardEvent): void {
+  let parent: Window & typeof globalThis;
+  try {
+    parent = window.parent as Window & typeof globalThis;
+    if (parent === window) return;
+    parent.document.dispatchEvent(
+      new parent.KeyboardEvent(event.type, {
+        key: event.key,
+        code: event.code,
+        ctrlKey: event.ctrlKey,
+        metaKey: event.metaKey,
+        shiftKey: event.shiftKey,
+        altKey: event.altKey,
+        repeat: event.repeat,
+        bubbles: true,
+        cancelable: true,
+      }),
+    );
+  } catch {
+    // Another origin: the page's shortcuts then need a click outside the viewer first.
+  }
 }
