@@ -22,14 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from PIL import Image
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from lran_core import load_model_set
-from lran_core.evaluate import evaluate, region_localisation
+from lran_core import LRANClassifier, load_model_set
+from lran_core.evaluate import TUMOUR_LABELS, evaluate, region_localisation
+from lran_core.maps import resize_map
 from lran_core.models import display_name
-from lran_core.region import RegionError
+from lran_core.region import RegionError, map_region
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "lran_core" / "weights"
 # BACH A03: regions are 5000 px at 0.467 µm/px downsized 10x; tiles are at full resolution.
@@ -81,6 +84,8 @@ def main() -> None:
             except RegionError as err:
                 # PCam's models see 0.97 µm/px: the 4.67 µm/px regions are too coarse for them.
                 localisation[n][kind] = {"refused": str(err)}
+        if not any("refused" in localisation[n][kind] for n in models):
+            _region_figure(models, folder, mpp, out / f"bach-{kind}.png", labels)
     (out / "localisation.json").write_text(json.dumps(localisation, indent=1))
     quality = {
         n: _badge(results["validation"][n], localisation[n], models[n].meta.class_names[-1])
@@ -137,6 +142,47 @@ def _write_split(
         ("confusion [[TN, FP], [FN, TP]]", lambda r: str(r["confusion"])),
     ]
     _table(f"{split}", by_model, labels, rows)
+
+
+def _region_figure(
+    models: dict[str, LRANClassifier],
+    folder: Path,
+    mpp: float,
+    path: Path,
+    labels: dict[str, str],
+    rows: int = 3,
+) -> None:
+    """Writes a figure of the ``rows`` images of ``folder`` whose tumour share is nearest one
+    half: each image with the tumour (BACH labels 2, 3) outlined, then every model's tumour
+    probability map over it (0 to 1 on one colour scale), as the region command maps it."""
+    candidates = []
+    for image in sorted(folder.glob("*.png")):
+        mask_path = image.with_name(f"{image.stem}_mask.png")
+        if image.stem.endswith("_mask") or not mask_path.is_file():
+            continue
+        labels_px = np.asarray(Image.open(mask_path))
+        tumour = np.isin(labels_px[..., 0] if labels_px.ndim == 3 else labels_px, TUMOUR_LABELS)
+        candidates.append((abs(float(tumour.mean()) - 0.5), image.stem, image, tumour))
+    chosen = sorted(candidates, key=lambda c: c[:2])[:rows]
+    fig, axes = plt.subplots(
+        len(chosen), 1 + len(models), figsize=(3.2 * (1 + len(models)), 3.3 * len(chosen))
+    )
+    axes = np.atleast_2d(axes)
+    for row, (_, stem, image, tumour) in zip(axes, chosen):
+        rgb = np.asarray(Image.open(image).convert("RGB"))
+        row[0].imshow(rgb)
+        row[0].set_title(f"{stem}, {mpp} µm/px", fontsize=9)
+        for ax, (n, maps) in zip(row[1:], map_region(models, rgb, mpp).items()):
+            positive = models[n].meta.class_names[maps.cam_class]
+            ax.imshow(resize_map(maps.probs[maps.cam_class], tumour.shape), vmin=0, vmax=1)
+            ax.set_title(f"{labels[n]}: P({positive})", fontsize=9)
+        for ax in row:
+            ax.contour(tumour, levels=[0.5], colors="cyan", linewidths=1.2)
+            ax.axis("off")
+    fig.suptitle("BACH tumour (labels 2, 3) outlined in cyan; probability 0 (dark) to 1 (yellow)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def _badge(val: dict[str, Any], loc: dict[str, Any], positive: str) -> dict[str, Any]:

@@ -246,16 +246,26 @@ def test_old_checkpoints_without_newer_fields_load_with_defaults(tmp_path, base_
     assert model.features[0].padding_mode == "zeros"
 
 
-@pytest.mark.skipif(not (WEIGHTS_DIR / "idc").is_dir(), reason="no shipped IDC weights")
-def test_the_shipped_idc_checkpoints_load_with_their_recipe():
-    files = sorted((WEIGHTS_DIR / "idc").glob("*.safetensors"))
-    assert len(files) == 3
+# Shipped set -> (classes, µm/px and side of its training patches, input side).
+SHIPPED = {
+    "idc": (["IDC-negative", "IDC-positive"], 4.0, 50, 128),
+    "pcam": (["no tumour", "metastasis"], 0.97, 96, 96),
+}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_checkpoints_load_with_their_recipe(name):
+    if not (WEIGHTS_DIR / name).is_dir():
+        pytest.skip(f"no shipped {name} weights")
+    classes, mpp, native, size = SHIPPED[name]
+    files = sorted((WEIGHTS_DIR / name).glob("*.safetensors"))
+    assert [f.stem for f in files] == ["resnet18-lran", "resnet18-ran", "resnet18"]
     for path in files:
         meta = read_meta(path)
-        assert meta.options["padding_mode"] == "reflect" and meta.input_size == 128
-        assert meta.class_names == ["IDC-negative", "IDC-positive"] and meta.mpp == 4.0
+        assert meta.options["padding_mode"] == "reflect" and meta.input_size == size
+        assert meta.class_names == classes and meta.mpp == mpp
     model = load_model(files[0])
-    assert model.meta.native_size == 50 and model.features[0].padding_mode == "reflect"
+    assert model.meta.native_size == native and model.features[0].padding_mode == "reflect"
 
 
 def test_save_refuses_metadata_the_loader_would_refuse(tmp_path):
