@@ -493,7 +493,12 @@ def _attention(fine: Tensor, k: int) -> Tensor:
     for c in range(0, fine.shape[0], CHANNEL_CHUNK):
         part = fine[c : c + CHANNEL_CHUNK]
         ef = torch.exp(part - part.amax(dim=(1, 2), keepdim=True))
-        mean = F.avg_pool2d(ef[None], 2 * k + 1, stride=1, padding=k, count_include_pad=False)[0]
+        # Rows, then columns: the window's valid part is a rectangle, so the two means without
+        # the padding are its mean, at 2 (2k + 1) reads a point instead of (2k + 1)^2 (4x faster
+        # for IDC's k = 8; this was a third of a region's time).
+        side = 2 * k + 1
+        mean = F.avg_pool2d(ef[None], (1, side), 1, (0, k), count_include_pad=False)
+        mean = F.avg_pool2d(mean, (side, 1), 1, (k, 0), count_include_pad=False)[0]
         total += ef.div_(mean.clamp_min_(tiny)).sum(0)
         del ef, mean
     return total / fine.shape[0]

@@ -21,6 +21,7 @@ from lran_core.region import (
     RegionError,
     RegionMaps,
     RegionTooLargeError,
+    _attention,
     _gib,
     estimate_region_bytes,
     field_of_view_um,
@@ -106,6 +107,21 @@ def test_each_window_is_classified_as_the_model_classifies_that_window(variant):
         want = model.fc(window.mean(dim=(1, 2)))
         torch.testing.assert_close(corner_logits[:, i, j].float(), want, rtol=1e-4, atol=1e-5)
     assert h_cells.shape == (b.shape[1], *cells)
+
+
+def test_attention_map_is_exp_a_over_its_mean_in_the_window_around_each_point():
+    # Against the definition, point by point: the mean over the (2k + 1)^2 window that lies
+    # inside the grid (fewer points at the border), per channel, then over channels.
+    torch.manual_seed(2)
+    fine = torch.randn(40, 23, 31) * 3
+    k = 4
+    got = _attention(fine, k)
+    e = torch.exp(fine - fine.amax(dim=(1, 2), keepdim=True)).double()
+    for i, j in [(0, 0), (0, 30), (11, 15), (22, 3), (5, 29)]:
+        window = e[:, max(0, i - k) : i + k + 1, max(0, j - k) : j + k + 1]
+        want = (e[:, i, j] / window.mean(dim=(1, 2))).mean()
+        assert got[i, j].item() == pytest.approx(want.item(), rel=1e-5)
+    assert got.shape == (23, 31)
 
 
 def test_a_uniform_texture_gives_a_map_with_no_tile_grid():
