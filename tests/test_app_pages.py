@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CLASSES, VARIANTS
+from conftest import CLASSES, VARIANTS, random_models
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -432,6 +432,30 @@ def test_an_open_study_shows_the_maps_and_stores_the_chosen_cam_class(env: str) 
     want = agreement(out.cams[0], mask, 2.5).energy_pointing_game
     assert scores.loc[(out.variant, "cam")].energy_pointing_game == pytest.approx(want)
     assert scores.loc[(out.variant, "cam")].cam_class == CLASSES[0]
+
+
+def test_each_models_map_quality_is_shown_with_a_warning_where_it_misses_a_goal(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = random_models(tmp_path / "models")
+    quality = {
+        "resnet18": {"peak_in_ring": 0.63, "ring_area": 0.42, "randomisation_cam": 0.22},
+        "resnet18-ran": {"peak_in_ring": 0.31, "ring_area": 0.42, "centre_ratio": 2.6},
+        "resnet18-lran": {"centre_ratio": 1.4, "randomisation_cam": 0.08},
+    }
+    (models / "idc" / "map-quality.json").write_text(json.dumps(quality))
+    monkeypatch.setenv("LRAN_MODELS_DIR", str(models))
+    study = open_study(env)
+    at = choose_study(start(), study)
+    at = add(at, [("p.png", png(patch(3)))])
+    at.switch_page(REVIEW).run()
+    (line,) = [t for t in texts(at.caption) if t.startswith("Map quality on held-out data")]
+    base, ran, lran = line.split(" · ")
+    assert "⚠️ **ResNet-18**: CAM peaks at the patch border in 63% of positives" in base
+    assert "(border = 42% of the area); randomisation check: Spearman 0.22" in base
+    assert ran.startswith("✓ **R-RAN**: CAM peaks at the patch border in 31%")
+    assert "CAM mass in the patch centre 2.6x its area on positives" in ran
+    assert lran.startswith("⚠️ **R-LRAN**: CAM mass in the patch centre 1.4x")
 
 
 def test_a_non_square_patch_is_scored_in_its_own_pixels(env: str) -> None:

@@ -157,8 +157,10 @@ def outlines(saved: np.ndarray | None, reference: Reference | None) -> list[Outl
 
 
 def quality_badges(model_set: ModelSet, titles: dict[str, str]) -> None:
-    """Each model's map-quality figures (border bias, randomisation check) in a line, with a
-    plain warning where a map fails them."""
+    """Each model's map-quality figures (border bias, PCam centre check, randomisation check)
+    in a line, with a plain warning where a map misses the goals its model card measures it
+    against: CAM peaks in the border ring for at most half the positives, centre mass at least
+    twice its area, Spearman below 0.5."""
     if not model_set.quality:
         return
     parts = []
@@ -174,10 +176,18 @@ def quality_badges(model_set: ModelSet, titles: dict[str, str]) -> None:
                 f"CAM peaks at the patch border in {ring:.0%} of positives "
                 f"(border = {area:.0%} of the area)"
             )
+        # PCam labels a patch by its central 32 x 32 px: positives' CAMs belong there.
+        centre = figures.get("centre_ratio")
+        if centre is not None:
+            warnings.append(f"CAM mass in the patch centre {centre:.1f}x its area on positives")
         rho = figures.get("randomisation_cam")
         if rho is not None:
             warnings.append(f"randomisation check: Spearman {rho:.2f}")
-        failed = (ring is not None and ring > 0.5) or (rho is not None and rho >= 0.5)
+        failed = (
+            (ring is not None and ring > 0.5)
+            or (centre is not None and centre < 2)
+            or (rho is not None and rho >= 0.5)
+        )
         icon = "⚠️" if failed else "✓"
         parts.append(f"{icon} **{title}**: " + "; ".join(warnings))
     if parts:
