@@ -553,6 +553,11 @@ def test_compare_pairs_models_per_read_and_compares_readers(env: str) -> None:
     readers = next(f for f in tables if "readers" in f.columns)
     assert list(readers["readers"]) == ["dr-a / dr-b"]
     assert "Dice of the regions 0.67" in readers["regions"].iloc[0]
+    gallery = sorted(m for m in texts(at.markdown) if m.startswith("**p.png**"))
+    assert gallery == [
+        "**p.png** · dr-a · IDC-positive · unaided (blinded)",
+        "**p.png** · dr-b · IDC-negative · unaided (blinded)",
+    ]
 
 
 def test_history_filters_and_exports(env: str) -> None:

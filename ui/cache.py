@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import psutil
 import streamlit as st
@@ -36,7 +38,7 @@ def _item_key(item: ImageItem) -> str:
     return item.item_hash
 
 
-HASH_FUNCS = {ModelSet: _set_key, ImageItem: _item_key}
+HASH_FUNCS: dict[str | type[Any], Callable[[Any], Any]] = {ModelSet: _set_key, ImageItem: _item_key}
 
 
 # Model sets of this process by (name, models folder): each is loaded once, in a background

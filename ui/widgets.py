@@ -74,7 +74,10 @@ def probability_table(outputs: list[PatchMaps], titles: dict[str, str]) -> pd.Da
     rows = []
     order = list(titles)
     for out in sorted(outputs, key=lambda o: order.index(o.variant)):
-        row = {"model": titles[out.variant], "prediction": out.class_names[out.predicted]}
+        row: dict[str, str | float] = {
+            "model": titles[out.variant],
+            "prediction": out.class_names[out.predicted],
+        }
         row.update({name: float(p) for name, p in zip(out.class_names, out.probs, strict=True)})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -74,7 +74,7 @@ def filters(
         key="c_score",
         format_func=SCORE_LABELS.__getitem__,
     )
-    map_name = s2.selectbox("Map", list(MAP_NAMES), key="c_map", format_func=MAP_NAMES.get)
+    map_name = s2.selectbox("Map", list(MAP_NAMES), key="c_map", format_func=MAP_NAMES.__getitem__)
     return reads[keep], score, map_name
 
 
@@ -203,17 +203,18 @@ def gallery(store: Store, reads: pd.DataFrame, study: StudyRecord) -> None:
     except (NoWeightsError, CheckpointError):
         return
     st.subheader("Reads and maps")
-    for row in shown.itertuples():
-        item = cache.case_image(row.item_hash, row.filename)
+    for row in shown.to_dict("records"):
+        item = cache.case_image(row["item_hash"], row["filename"])
         if item is None:
             continue
         outputs = cache.patch_maps(model_set, item)
         cams = normalise(np.stack([o.cams[o.predicted] for o in outputs]), shared=True)
         big = np.asarray(widgets.for_display(item.rgb))
-        region = widgets.region_overlay(item.rgb, store.get_mask(int(row.review_id)))
+        region = widgets.region_overlay(item.rgb, store.get_mask(int(row["review_id"])))
+        kind = str(row["read_kind"])
         st.markdown(
-            f"**{widgets.plain(row.filename)}** · {widgets.plain(row.reader)} · "
-            f"{widgets.plain(row.label)} · {READ_KINDS.get(row.read_kind, row.read_kind)}"
+            f"**{widgets.plain(row['filename'])}** · {widgets.plain(row['reader'])} · "
+            f"{widgets.plain(row['label'])} · {READ_KINDS.get(kind, kind)}"
         )
         widgets.show_gallery(
             [

@@ -81,13 +81,14 @@ def export_buttons(shown: pd.DataFrame) -> None:
             f"· v{by_id.loc[i, 'version']} · {by_id.loc[i, 'label']}"
         ),
     )
-    review = by_id.loc[chosen]
-    one = ((int(chosen), int(review.version), str(review.item_hash)),)
+    review = by_id.loc[chosen].to_dict()
+    version, item_hash = int(review["version"]), str(review["item_hash"])
+    one = ((int(chosen), version, item_hash),)
     c1, c2, c3 = st.columns(3)
     c1.download_button(
         "GeoJSON (QuPath)",
         cache.export(url, "geojson", one),
-        file_name=exports.region_name(chosen, review.version, review.item_hash, ".geojson"),
+        file_name=exports.region_name(chosen, version, item_hash, ".geojson"),
         mime="application/geo+json",
         key="geojson",
         on_click="ignore",
@@ -96,7 +97,7 @@ def export_buttons(shown: pd.DataFrame) -> None:
     c2.download_button(
         "PNG mask",
         cache.export(url, "png", one),
-        file_name=exports.region_name(chosen, review.version, review.item_hash, ".png"),
+        file_name=exports.region_name(chosen, version, item_hash, ".png"),
         mime="image/png",
         key="png",
         on_click="ignore",
