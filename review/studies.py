@@ -68,6 +68,8 @@ LABEL_SETS: dict[str, LabelSet] = {
     "BACH": LabelSet(
         "BACH", ("normal", "benign", "in situ", "invasive"), frozenset({"in situ", "invasive"})
     ),
+    # Lymph-node sections, as the `pcam` model set reads them.
+    "PCam": LabelSet("PCam", ("no tumour", "metastasis"), frozenset({"metastasis"})),
 }
 
 

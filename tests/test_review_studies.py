@@ -253,3 +253,21 @@ def test_backup_copies_a_live_sqlite_database(tmp_path: Path) -> None:
     restored = Store(f"sqlite:///{target}")
     assert len(restored.reviews_frame()) == 3
     assert cli(["--db", url, "backup", "--to", str(target)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "classes", "want"),
+    [
+        ("IDC", ["IDC-negative", "IDC-positive"], {"IDC-positive": "IDC-positive"}),
+        ("BACH", ["IDC-negative", "IDC-positive"], {"in situ": "IDC-positive"}),
+        ("PCam", ["no tumour", "metastasis"], {"no tumour": "no tumour"}),
+        ("PCam", ["no tumour", "metastasis"], {"metastasis": "metastasis"}),
+    ],
+)
+def test_each_label_set_compares_its_labels_with_the_models_classes(name, classes, want):
+    labels = studies.label_set(name)
+    assert labels.choices[-1] == studies.UNSURE
+    mapping = labels.mapping(classes)
+    assert {k: mapping[k] for k in want} == want
+    assert labels.model_class(studies.UNSURE, classes) is None
+    assert set(mapping) == set(labels.labels)
