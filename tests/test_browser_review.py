@@ -127,6 +127,8 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             # reach the page's shortcuts all the same.
             assert page.evaluate("document.activeElement.tagName") == "IFRAME"
             page.keyboard.press("2")  # IDC-positive
+            # As a reader would: save once the diagnosis shows as chosen.
+            page.get_by_test_id("stBaseButton-primary").get_by_text("IDC-positive").first.wait_for()
             settle()
             page.keyboard.press("Control+Enter")
             page.get_by_text("Saved as read").wait_for()
