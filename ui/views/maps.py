@@ -194,8 +194,9 @@ def quality_badges(model_set: ModelSet, titles: dict[str, str]) -> None:
         st.caption(
             "Map quality on held-out data: "
             + " · ".join(parts)
-            + " (⚠️: the map shows the patch's frame or barely depends on what the "
-            "model learnt; read it with care)."
+            + " (⚠️: the map misses a goal of its model card: it lights the patch's frame, "
+            "ignores the labelled centre or barely depends on what the model learnt; read it "
+            "with care)."
         )
 
 
