@@ -121,6 +121,29 @@ def map_quality(
     return out
 
 
+def labelled_images(folder: str | Path) -> list[tuple[Path, Path]]:
+    """The (image, mask) pairs of a folder of ``<name>.png`` images with ``<name>_mask.png``
+    label masks, by name. Raises FileNotFoundError for a folder with no pairs."""
+    folder = Path(folder)
+    pairs = [
+        (p, p.with_name(f"{p.stem}_mask.png"))
+        for p in sorted(folder.glob("*.png"))
+        if not p.stem.endswith("_mask") and p.with_name(f"{p.stem}_mask.png").is_file()
+    ]
+    if not pairs:
+        raise FileNotFoundError(f"{folder}: no <name>.png with a <name>_mask.png")
+    return pairs
+
+
+def read_tumour(
+    mask_path: str | Path, tumour_labels: tuple[int, ...] = TUMOUR_LABELS
+) -> np.ndarray:
+    """(H, W) bool: the pixels of a label mask (BACH values; an RGB mask's first channel) whose
+    label is one of ``tumour_labels``."""
+    labels = np.asarray(Image.open(mask_path))
+    return np.isin(labels[..., 0] if labels.ndim == 3 else labels, tumour_labels)
+
+
 def region_localisation(
     model: LRANClassifier,
     folder: str | Path,
@@ -137,21 +160,10 @@ def region_localisation(
     scores, with ``mask_share``) and ``mean`` (map -> score -> mean over images where defined,
     None where none is), ``n`` and ``mpp``. Raises FileNotFoundError for a folder with no pairs.
     """
-    folder = Path(folder)
-    pairs = [
-        (p, p.with_name(f"{p.stem}_mask.png"))
-        for p in sorted(folder.glob("*.png"))
-        if not p.stem.endswith("_mask") and p.with_name(f"{p.stem}_mask.png").is_file()
-    ]
-    if not pairs:
-        raise FileNotFoundError(f"{folder}: no <name>.png with a <name>_mask.png")
     per_image: dict[str, dict[str, Any]] = {}
-    for image_path, mask_path in pairs:
+    for image_path, mask_path in labelled_images(folder):
         rgb = np.asarray(Image.open(image_path).convert("RGB"))
-        labels = np.asarray(Image.open(mask_path))
-        if labels.ndim == 3:
-            labels = labels[..., 0]
-        tumour = np.isin(labels, tumour_labels)
+        tumour = read_tumour(mask_path, tumour_labels)
         maps = map_region({"model": model}, rgb, mpp)["model"]
         shape = tumour.shape
         probability = localisation(resize_map(maps.probs[maps.cam_class], shape), tumour)

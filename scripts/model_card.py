@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from lran_core import LRANClassifier, load_model_set
-from lran_core.evaluate import TUMOUR_LABELS, evaluate, region_localisation
+from lran_core.evaluate import evaluate, labelled_images, read_tumour, region_localisation
 from lran_core.maps import resize_map
 from lran_core.models import display_name
 from lran_core.region import RegionError, map_region
@@ -156,12 +156,8 @@ def _region_figure(
     half: each image with the tumour (BACH labels 2, 3) outlined, then every model's tumour
     probability map over it (0 to 1 on one colour scale), as the region command maps it."""
     candidates = []
-    for image in sorted(folder.glob("*.png")):
-        mask_path = image.with_name(f"{image.stem}_mask.png")
-        if image.stem.endswith("_mask") or not mask_path.is_file():
-            continue
-        labels_px = np.asarray(Image.open(mask_path))
-        tumour = np.isin(labels_px[..., 0] if labels_px.ndim == 3 else labels_px, TUMOUR_LABELS)
+    for image, mask_path in labelled_images(folder):
+        tumour = read_tumour(mask_path)
         candidates.append((abs(float(tumour.mean()) - 0.5), image.stem, image, tumour))
     chosen = sorted(candidates, key=lambda c: c[:2])[:rows]
     fig, axes = plt.subplots(

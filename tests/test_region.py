@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from lran_core import build_model, load_model, save_checkpoint
+from lran_core.evaluate import labelled_images, read_tumour, region_localisation
 from lran_core.evaluate import main as evaluate_main
-from lran_core.evaluate import region_localisation
 from lran_core.mapquality import localisation
 from lran_core.maps import resize_map
 from lran_core.models import LRANClassifier
@@ -290,3 +290,15 @@ def test_region_localisation_scores_each_labelled_image_against_its_tumour(model
     assert "attention" not in out["maps"]["localisation"][str(tmp_path)]["mean"]
     with pytest.raises(SystemExit):
         evaluate_main([*argv, "--json", str(tmp_path / "f.json"), "--regions", str(tmp_path), "4"])
+
+
+def test_tumour_is_labels_2_and_3_of_a_grey_or_rgb_mask(tmp_path):
+    labels = np.array([[0, 1], [2, 3]], np.uint8)
+    Image.fromarray(labels).save(tmp_path / "grey.png")
+    Image.fromarray(np.repeat(labels[..., None], 3, axis=2)).save(tmp_path / "rgb.png")
+    for name in ("grey.png", "rgb.png"):
+        assert read_tumour(tmp_path / name).tolist() == [[False, False], [True, True]]
+    with pytest.raises(FileNotFoundError, match=r"no <name>\.png with a <name>_mask\.png"):
+        labelled_images(tmp_path)
+    Image.fromarray(labels).save(tmp_path / "grey_mask.png")
+    assert labelled_images(tmp_path) == [(tmp_path / "grey.png", tmp_path / "grey_mask.png")]
