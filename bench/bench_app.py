@@ -48,14 +48,11 @@ import json
 import logging
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
@@ -69,16 +66,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from appserver import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
+
 VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
 IFRAME = "iframe[title*='lran_viewer']"
 READER = "dr-bench"
@@ -266,13 +255,6 @@ def bench_explain(repeats: int, side: int) -> None:
     )
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def peak_rss_bytes(pid: int) -> int | None:
     """Peak resident set size of a process (Linux VmHWM), None where unavailable."""
     try:
@@ -284,52 +266,11 @@ def peak_rss_bytes(pid: int) -> int | None:
     return None
 
 
-def start_server(tmp: Path, db: str) -> tuple[subprocess.Popen[bytes], str, float]:
-    """``streamlit run app.py`` on a free loopback port (local mode needs loopback); gives the
-    process, its URL and the perf_counter time it was started at."""
-    port = free_port()
+def start_server(tmp: Path, db: str) -> StreamlitServer:
+    """``streamlit run app.py`` (appserver.StreamlitServer) in local mode (local mode needs
+    loopback) over the database ``db``, logging to ``tmp/streamlit.log``."""
     env = {**os.environ, "LRAN_REVIEW_DB": db, "LRAN_AUTH": "local"}
-    log = (tmp / "streamlit.log").open("w")
-    started = time.perf_counter()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return server, f"http://127.0.0.1:{port}", started
-
-
-def wait_healthy(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Polls the health endpoint every 50 ms for up to 120 s."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"streamlit did not start:\n{log.read_text()}")
-        time.sleep(0.05)
+    return StreamlitServer("app.py", env, tmp / "streamlit.log")
 
 
 def open_worklist(page: Page, url: str, study: int) -> None:
@@ -355,9 +296,10 @@ def bench_browser(repeats: int, tmp: Path, panes: int) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(180_000)
-        server, url, started = start_server(tmp, db)
+        server = start_server(tmp, db)
+        url, started = server.url, server.started
         try:
-            wait_healthy(server, url, tmp / "streamlit.log")
+            server.wait(poll_s=0.05)
             healthy = time.perf_counter() - started
             open_worklist(page, url, study)
             usable = time.perf_counter() - started
@@ -409,9 +351,9 @@ def bench_browser(repeats: int, tmp: Path, panes: int) -> None:
                 print(f"  browser, new 50 x 50 patch: upload + add {ms(adds)}")
                 print(f"  browser, open -> all {panes - 1} maps shown: {ms(opens)}")
                 print(f"  browser, patch added -> all maps shown: {ms(totals)} [goal < 1.5 s]")
-            proc = psutil.Process(server.pid)
+            proc = psutil.Process(server.proc.pid)
             mem = proc.memory_full_info()
-            peak = peak_rss_bytes(server.pid)
+            peak = peak_rss_bytes(server.proc.pid)
             print(
                 f"3. app process with {len(VARIANTS)} models loaded: "
                 f"RSS {mem.rss / 2**20:.0f} MiB now"
@@ -433,11 +375,7 @@ def bench_browser(repeats: int, tmp: Path, panes: int) -> None:
             raise
         finally:
             browser.close()
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.close(timeout_s=20)
 
 
 MIB = 2**20
@@ -579,8 +517,9 @@ def bench_region_app(side: int, tmp: Path) -> dict[str, Any]:
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         main = page.get_by_test_id("stMain")
-        server, url, _ = start_server(tmp, db)
-        sampler = RssSampler(server.pid).start()
+        server = start_server(tmp, db)
+        url = server.url
+        sampler = RssSampler(server.proc.pid).start()
 
         def settle(timeout: float = 180_000) -> None:
             """Waits for the rerun an action caused to finish."""
@@ -590,7 +529,7 @@ def bench_region_app(side: int, tmp: Path) -> dict[str, Any]:
 
         try:
             sampler.mark("start, Worklist page")
-            wait_healthy(server, url, tmp / "streamlit.log")
+            server.wait(poll_s=0.05)
             open_worklist(page, url, study)
             # The default study's models load in the background as the server starts: the
             # "before" figure is taken once they are in memory (RSS steady for 2 s).
@@ -659,7 +598,7 @@ def bench_region_app(side: int, tmp: Path) -> dict[str, Any]:
             if page.get_by_test_id("stException").count():
                 raise RuntimeError("the page shows an exception")
             assert not errors, errors
-            figures["hwm"] = peak_rss_bytes(server.pid)
+            figures["hwm"] = peak_rss_bytes(server.proc.pid)
         except Exception:
             page.screenshot(path=str(tmp / "failure.png"))
             print(f"  (server log {tmp / 'streamlit.log'}, screenshot {tmp / 'failure.png'})")
@@ -667,11 +606,7 @@ def bench_region_app(side: int, tmp: Path) -> dict[str, Any]:
         finally:
             sampler.stop()
             browser.close()
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.close(timeout_s=20)
     figures.update(
         peak=sampler.peak(started),
         peak_whole=sampler.peak(),

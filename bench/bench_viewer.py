@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +43,10 @@ from PIL import Image, ImageDraw, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from appserver import CHROMIUM, CHROMIUM_ARGS, StreamlitServer  # noqa: E402
+
 from ui.components import viewer as component  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 COLUMNS = ["ResNet-18", "R-RAN", "R-LRAN"]
 ROWS = ["CAM", "probability", "attention", "gate 1"]
 MAP_SIDE = 2000
@@ -177,46 +167,6 @@ def python_side(side: int, rows: int) -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(side: int, rows: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(Path(__file__).resolve()),
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "BENCH_VIEWER_SIDE": str(side), "BENCH_VIEWER_ROWS": str(rows)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start") from None
-            time.sleep(0.3)
-
-
 def _load(browser: Any, url: str, tiles: str) -> tuple[Any, Any, float, float]:
     """A new page on the bench app with the given tile source; gives (page, frame, ms from
     navigation start until every pane has its tiles, ms of that from the component's arguments
@@ -305,8 +255,11 @@ def _mode(pw: Any, url: str, mode: str) -> None:
 def browser_side(side: int, rows: int, modes: list[str]) -> None:
     from playwright.sync_api import sync_playwright
 
-    proc, url = _serve(side, rows)
-    try:
+    env = {**os.environ, "BENCH_VIEWER_SIDE": str(side), "BENCH_VIEWER_ROWS": str(rows)}
+    log = Path(tempfile.gettempdir()) / "bench-viewer-streamlit.log"
+    with StreamlitServer(Path(__file__).resolve(), env, log) as server:
+        server.wait(timeout_s=60)
+        url = server.url
         with sync_playwright() as pw:
             print(f"2. Chromium: navigation until every pane has its tiles ({1 + 3 * rows} panes)")
             browser = pw.chromium.launch(
@@ -319,12 +272,6 @@ def browser_side(side: int, rows: int, modes: list[str]) -> None:
                 browser.close()
             for mode in modes:
                 _mode(pw, url, mode)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def main() -> None:

@@ -73,11 +73,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import functools
 import hashlib
-import http.client
 import io
 import json
 import os
@@ -85,7 +83,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import struct
@@ -94,7 +91,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 import zlib
 from collections import Counter
@@ -110,6 +106,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere: the project's packages
     sys.path.insert(0, str(ROOT))
 
+from appserver import CHROMIUM, CHROMIUM_ARGS, StreamlitServer, get, ws_handshake  # noqa: E402
+
 from annotations.geojson import mask_to_geojson  # noqa: E402
 from annotations.records import ReviewRecord, ScoreRecord, content_hash  # noqa: E402
 from annotations.scores import agreement  # noqa: E402
@@ -119,16 +117,6 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser, FilePayload, Frame, Page, ViewportSize
     from streamlit.testing.v1 import AppTest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
 CLASSES = ["IDC-negative", "IDC-positive"]
 # The default study's label set (IDC): the keys 1 and 2 give these diagnoses.
@@ -504,98 +492,29 @@ def populate(url: str, cases: int, seed: int = 1000) -> list[str]:
 # The app's server and its memory
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class AppServer:
-    """``streamlit run app.py`` on a free loopback port with a given database and models
-    folder, in local mode (no sign-in), logging to ``log_path``. Use as a context manager."""
+class AppServer(StreamlitServer):
+    """``streamlit run app.py`` (appserver.StreamlitServer) with a given database and models
+    folder, in local mode (no sign-in), logging to ``log_path``; started and healthy once made
+    (RuntimeError with the log when not within ``startup_s``). Use as a context manager."""
 
     def __init__(
         self, db_url: str, models_dir: Path, log_path: Path, startup_s: float = 180.0
     ) -> None:
         self.db_url = db_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
         env = {**os.environ, "LRAN_REVIEW_DB": db_url, "LRAN_MODELS_DIR": str(models_dir)}
         # The suite needs the defaults: loopback hosts only, local mode.
         for name in ("LRAN_ALLOWED_HOSTS", "LRAN_AUTH", "LRAN_REVIEW_BLOBS"):
             env.pop(name, None)
-        with log_path.open("w") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "streamlit",
-                    "run",
-                    "app.py",
-                    "--server.port",
-                    str(self.port),
-                    "--server.headless",
-                    "true",
-                    "--server.address",
-                    "127.0.0.1",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        super().__init__("app.py", env, log_path)
         try:
-            self._wait(startup_s)
+            self.wait(startup_s)
         except BaseException:
             self.close()
             raise
 
-    def _wait(self, startup_s: float) -> None:
-        deadline = time.monotonic() + startup_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"streamlit did not start:\n{self.log_path.read_text()[-3000:]}"
-                    ) from None
-                time.sleep(0.3)
-
-    def alive(self) -> bool:
-        """Whether the process runs and answers its health check."""
-        if self.proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=10) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
-
     def rss_mib(self) -> float:
         """Resident memory of the server process and its children, MiB."""
         return process_rss_mib(self.proc.pid)
-
-    def close(self) -> None:
-        """Stops the server."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self) -> AppServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def process_rss_mib(pid: int) -> float:
@@ -1168,7 +1087,7 @@ def run_load(
     refused = [f"{r.name} {m}" for r in runs for m in r.refused]
     out.check("no save refused", not refused, "; ".join(refused)[:400])
     out.check("every reader saved at least one read", all(r.confirmed for r in runs))
-    out.check("server alive afterwards", server.alive())
+    out.check("server alive afterwards", server.healthy())
 
     problems, reads = half_stored(server.db_url)
     new = {r["id"]: r for r in reads if r["id"] not in before}
@@ -1197,6 +1116,20 @@ def run_load(
     return out
 
 
+async def _open_as(browser: Browser, url: str, name: str, timeout_ms: int) -> Page:
+    """A new page of ``browser`` on the app at ``url``, the reader ``name`` typed into the
+    Reader box (Enter) and the rerun over."""
+    page = await browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(timeout_ms)
+    await page.goto(url)
+    await page.get_by_role("heading", name="LRAN Review").wait_for()
+    box = page.get_by_role("textbox", name="Reader")
+    await box.fill(name)
+    await box.press("Enter")
+    await _settle(page)
+    return page
+
+
 async def _read_one_case(url: str, name: str, timeout_ms: int) -> dict[str, str]:
     """One reader in Chromium: types their name, opens the next unread case from the
     Worklist, draws, gives a diagnosis and saves, without correcting anything; gives what the
@@ -1208,14 +1141,8 @@ async def _read_one_case(url: str, name: str, timeout_ms: int) -> dict[str, str]
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = await browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(timeout_ms)
-            await page.goto(url)
-            await page.get_by_role("heading", name="LRAN Review").wait_for()
+            page = await _open_as(browser, url, name, timeout_ms)
             box = page.get_by_role("textbox", name="Reader")
-            await box.fill(name)
-            await box.press("Enter")
-            await _settle(page)
             typed = await box.input_value()
             await page.get_by_role("button", name="Next unread case").click()
             await _header(page)
@@ -1298,14 +1225,7 @@ async def _quick_reads(url: str, name: str, cases: int, timeout_ms: int) -> list
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = await browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(timeout_ms)
-            await page.goto(url)
-            await page.get_by_role("heading", name="LRAN Review").wait_for()
-            box = page.get_by_role("textbox", name="Reader")
-            await box.fill(name)
-            await box.press("Enter")
-            await _settle(page)
+            page = await _open_as(browser, url, name, timeout_ms)
             await page.get_by_role("button", name="Next unread case").click()
             header = await _header(page)
             await _settle(page)
@@ -1745,45 +1665,6 @@ def run_kill9(url: str, workdir: Path, kills: int = 20, seed: int = 0) -> Outcom
 # Case 4: forged Host / foreign Origin on the WebSocket
 
 
-def ws_handshake(port: int, host: str, origin: str | None) -> int:
-    """A raw WebSocket upgrade request to /_stcore/stream; gives the HTTP status of the answer
-    (101 when upgraded)."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        "GET /_stcore/stream HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        "Sec-WebSocket-Protocol: streamlit",
-    ]
-    if origin is not None:
-        lines.append(f"Origin: {origin}")
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = b""
-        while b"\r\n" not in head:
-            chunk = sock.recv(1024)
-            if not chunk:
-                break
-            head += chunk
-    match = re.match(rb"HTTP/1\.1 (\d{3})", head)
-    return int(match.group(1)) if match else 0
-
-
-def http_status(port: int, path: str, host: str) -> int:
-    """The status of a GET with a given Host header."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        answer = conn.getresponse()
-        answer.read()
-        return answer.status
-    finally:
-        conn.close()
-
-
 def run_websocket(server: AppServer) -> Outcome:
     """The allowed-hosts checks against the real app."""
     out = Outcome("websocket")
@@ -1796,9 +1677,9 @@ def run_websocket(server: AppServer) -> Outcome:
     out.check("control: the right Host and Origin are upgraded (101)", control == 101, str(control))
     out.check("forged Host + matching Origin refused (403)", rebound == 403, str(rebound))
     out.check("right Host + foreign Origin refused (403)", foreign == 403, str(foreign))
-    status = http_status(port, "/", forged)
+    status, _ = get(port, "/", forged)
     out.check("HTTP with a forged Host gets 400", status == 400, str(status))
-    out.check("server alive afterwards", server.alive())
+    out.check("server alive afterwards", server.healthy())
     out.data.update(control=control, rebound=rebound, foreign=foreign, http=status)
     return out
 
@@ -1841,14 +1722,7 @@ async def _uploads(url: str, reader: str, uploads: list[Upload], pid: int, timeo
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = await browser.new_page(viewport=VIEWPORT)
-            page.set_default_timeout(timeout_ms)
-            await page.goto(url)
-            await page.get_by_role("heading", name="LRAN Review").wait_for()
-            box = page.get_by_role("textbox", name="Reader")
-            await box.fill(reader)
-            await box.press("Enter")
-            await _settle(page)
+            page = await _open_as(browser, url, reader, timeout_ms)
             for i, upload in enumerate(uploads):
                 if i:
                     # After an add the page still shows the old uploader, holding the files
@@ -1968,7 +1842,7 @@ def run_memory(server: AppServer, after_s: float = 10.0, timeout_ms: int = 300_0
             ok = bool(refused) and not mine
             detail = f"refused by name, no case stored ({len(mine)})"
         out.check("10900 x 10900: the database agrees with the page", ok, detail)
-        out.check("server alive afterwards", server.alive())
+        out.check("server alive afterwards", server.healthy())
     finally:
         store.close()
     return out

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,18 +15,12 @@ import torch
 import lran_core
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from appserver import StreamlitServer  # noqa: E402
+
 CLASSES = ["IDC-negative", "IDC-positive"]
 VARIANTS = ["resnet18", "resnet18-ran", "resnet18-lran"]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Streamlit's first run imports torch and loads three models: generous on a 2-core machine.
 TIMEOUT_MS = 90_000
 
@@ -76,14 +66,6 @@ def env(models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> st
     return url
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def streamlit_run(
     script: str | Path,
@@ -94,52 +76,15 @@ def streamlit_run(
     args: tuple[str, ...] = (),
     startup_s: float = 90,
 ) -> Iterator[int]:
-    """``streamlit run script`` headless on a free port of 127.0.0.1, its output in
-    ``log_path``; gives the port once the health check answers (fails the test with the log
-    when it does not within ``startup_s``), and stops the server afterwards."""
-    port = free_port()
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(script),
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--server.address",
-                "127.0.0.1",
-                *args,
-            ],
-            cwd=cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + startup_s
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/_stcore/health", timeout=2
-                ) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()}")
-                time.sleep(0.3)
-        yield port
-    finally:
-        proc.terminate()
+    """``streamlit run script`` (bench/appserver.py), its output in ``log_path``; gives the
+    port once the health check answers (fails the test with the log when it does not within
+    ``startup_s``), and stops the server afterwards."""
+    with StreamlitServer(script, env, log_path, cwd=cwd, args=args) as server:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            server.wait(startup_s)
+        except RuntimeError as error:
+            pytest.fail(str(error))
+        yield server.port
 
 
 @pytest.fixture

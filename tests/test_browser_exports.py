@@ -14,7 +14,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from appserver import CHROMIUM, CHROMIUM_ARGS
+from conftest import TIMEOUT_MS
 
 from annotations.geojson import mask_to_geojson
 from annotations.masks import png_to_mask

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VARIANTS, streamlit_run
+from appserver import CHROMIUM, CHROMIUM_ARGS
+from conftest import TIMEOUT_MS, VARIANTS, streamlit_run
 from PIL import Image, ImageDraw
 from test_browser_viewer import IFRAME
 

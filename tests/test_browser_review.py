@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VARIANTS
+from appserver import CHROMIUM, CHROMIUM_ARGS
+from conftest import TIMEOUT_MS, VARIANTS
 from PIL import Image
 from test_browser_viewer import IFRAME
 

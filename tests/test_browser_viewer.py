@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, streamlit_run
+from appserver import CHROMIUM, CHROMIUM_ARGS
+from conftest import streamlit_run
 from PIL import Image
 
 from ui.components import viewer as component

@@ -12,17 +12,15 @@ through Playwright. The unit tests drive the middleware with ASGI messages direc
 from __future__ import annotations
 
 import asyncio
-import base64
-import http.client
 import os
 import re
-import socket
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, streamlit_run
+from appserver import CHROMIUM, CHROMIUM_ARGS, get, ws_handshake
+from conftest import streamlit_run
 
 from ui.server import (
     AllowedHosts,
@@ -217,56 +215,17 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Pa
         yield port, log_path
 
 
-def _get(port: int, path: str, host: str) -> tuple[int, bytes]:
-    """A GET with the given Host header; gives (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Host": host})
-        answer = conn.getresponse()
-        return answer.status, answer.read()
-    finally:
-        conn.close()
-
-
-def _ws_handshake(port: int, host: str, origin: str | None) -> int:
-    """A raw WebSocket upgrade request to /_stcore/stream; gives the HTTP status of the answer
-    (101 when upgraded)."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        "GET /_stcore/stream HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        "Sec-WebSocket-Protocol: streamlit",
-    ]
-    if origin is not None:
-        lines.append(f"Origin: {origin}")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = b""
-        while b"\r\n" not in head:
-            chunk = sock.recv(1024)
-            if not chunk:
-                break
-            head += chunk
-    match = re.match(rb"HTTP/1\.1 (\d{3})", head)
-    assert match, head
-    return int(match.group(1))
-
-
 def test_a_request_to_an_allowed_host_is_served(hardened: tuple[int, Path]) -> None:
     port, _ = hardened
-    status, body = _get(port, "/", f"127.0.0.1:{port}")
+    status, body = get(port, "/", f"127.0.0.1:{port}")
     assert status == 200 and b"<html" in body.lower()
-    assert _get(port, "/_stcore/health", f"localhost:{port}") == (200, b"ok")
+    assert get(port, "/_stcore/health", f"localhost:{port}") == (200, b"ok")
 
 
 def test_a_forged_host_gets_400(hardened: tuple[int, Path]) -> None:
     port, log = hardened
     for path in ("/", "/_stcore/health", "/_stcore/host-config"):
-        status, body = _get(port, path, f"evil.example:{port}")
+        status, body = get(port, path, f"evil.example:{port}")
         assert status == 400, path
         assert body == b"Invalid host header"
     assert "Host 'evil.example:" in log.read_text()
@@ -277,7 +236,7 @@ def test_a_websocket_with_the_right_host_and_origin_is_upgraded(
 ) -> None:
     """The control for the two below: the raw handshake itself is one the server accepts."""
     port, _ = hardened
-    assert _ws_handshake(port, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}") == 101
+    assert ws_handshake(port, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}") == 101
 
 
 def test_a_rebound_websocket_is_refused(hardened: tuple[int, Path]) -> None:
@@ -285,12 +244,12 @@ def test_a_rebound_websocket_is_refused(hardened: tuple[int, Path]) -> None:
     check would let in."""
     port, _ = hardened
     forged = f"evil.example:{port}"
-    assert _ws_handshake(port, forged, f"http://{forged}") == 403
+    assert ws_handshake(port, forged, f"http://{forged}") == 403
 
 
 def test_a_websocket_from_a_foreign_origin_is_refused(hardened: tuple[int, Path]) -> None:
     port, log = hardened
-    assert _ws_handshake(port, f"127.0.0.1:{port}", "http://evil.example") == 403
+    assert ws_handshake(port, f"127.0.0.1:{port}", "http://evil.example") == 403
     assert "Origin 'http://evil.example'" in log.read_text()
 
 
