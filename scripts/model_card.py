@@ -278,6 +278,7 @@ def _print_runs(runs: Path, name: str, labels: dict[str, str]) -> None:
                     ),
                 ]
                 print(f"| {labels[variant]} | {len(rs)} | " + " | ".join(cells) + " |")
+            _print_paired(runs, labels)
         ablation = sorted(runs.glob("ablation/*/*/eval.json"))
         if ablation:
             print("\n### ablation (IDC fold 0, 6 epochs)\n")
@@ -295,6 +296,37 @@ def _print_runs(runs: Path, name: str, labels: dict[str, str]) -> None:
                     f"{pos['peak_in_ring']:.2f} | {pos['mass_in_ring']:.2f} | "
                     f"{r['maps']['randomisation']['cam']:.2f} |"
                 )
+
+
+def _print_paired(runs: Path, labels: dict[str, str]) -> None:
+    """R-RAN and R-LRAN minus the base, fold by fold (the folds where both have run): the
+    issue's goal is R-LRAN's balanced accuracy at least 1 point above the base's."""
+    base, *others = labels
+    for variant in others:
+        pairs = [
+            (json.loads((fold / base / "eval.json").read_text()), json.loads(path.read_text()))
+            for fold in sorted(runs.glob("cv/fold*"))
+            if (path := fold / variant / "eval.json").is_file()
+            and (fold / base / "eval.json").is_file()
+        ]
+        if not pairs:
+            continue
+        diffs = {
+            label: [100 * (v[key] - b[key]) for b, v in pairs]
+            for key, label in (
+                ("accuracy", "accuracy"),
+                ("balanced_accuracy", "balanced accuracy"),
+                ("auc", "AUC"),
+            )
+        }
+        print(
+            f"\n{labels[variant]} minus {labels[base]}, fold by fold ({len(pairs)} of them), "
+            "in points (AUC x 100), mean ± sd (each fold): "
+            + "; ".join(
+                f"{label} {_mean_sd(d, 1)} ({', '.join(f'{x:+.1f}' for x in d)})"
+                for label, d in diffs.items()
+            )
+        )
 
 
 def _table(
@@ -330,10 +362,10 @@ def _f(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _mean_sd(values: list[float]) -> str:
+def _mean_sd(values: list[float], digits: int = 3) -> str:
     if len(values) < 2:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 if __name__ == "__main__":
