@@ -2,7 +2,8 @@
 
 A reader enters their name and adds two real IDC patches to the default (blinded) study, opens
 the next unread case, and sees only the image; draws two rectangles with the mouse in the
-viewer, undoes the second, gives the diagnosis with the key 2 and saves with Ctrl+Enter;
+viewer, undoes the second, clicks the corners of a polygon without closing it, gives the
+diagnosis with the key 2 and saves with Ctrl+Enter, which closes the polygon first;
 the maps are then revealed. The page is reloaded: the reader, the study and the case are back,
 and the read is saved. The keys J and K move between cases. The test reads the read, its mask
 and its scores back from the database.
@@ -20,13 +21,15 @@ import numpy as np
 import pytest
 from appserver import CHROMIUM, CHROMIUM_ARGS
 from conftest import TIMEOUT_MS, VARIANTS
-from PIL import Image
+from PIL import Image, ImageDraw
 from test_browser_viewer import IFRAME
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "idc"
 ARTIFACTS = ROOT / "test-artifacts" / "browser-review"
 TITLES = ("ResNet-18", "R-RAN", "R-LRAN")
+# Image pixels of an open polygon's corners (bottom right, away from the undone rectangle).
+TRIANGLE = [(30.0, 35.0), (47.0, 35.0), (47.0, 48.0)]
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
@@ -119,6 +122,13 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             drag(5, 35, 20, 47.5)
             ui.get_by_role("button", name="Undo").click()
             settle()
+            # A triangle at the bottom right, its corners clicked but the polygon left open:
+            # Ctrl+Enter below closes it and saves it with the read.
+            ui.get_by_role("button", name="Polygon").click()
+            for corner in TRIANGLE:
+                page.mouse.click(*at(*corner))
+                page.wait_for_timeout(300)
+            assert frame.evaluate("() => window.__viewer.drawing().length") == 1
             # The whole read fits the 1600 x 1000 window: canvas, diagnosis and Save.
             save = page.get_by_role("button", name="Save unaided read")
             for element in (iframe, save):
@@ -186,8 +196,12 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
     # pixel-centre rule. The second rectangle (bottom left) was undone.
     expected = np.zeros((50, 50), bool)
     expected[12:25, 12:37] = True
-    assert np.count_nonzero(mask ^ expected) <= 30, np.argwhere(mask ^ expected)
-    assert not mask[30:, :].any()
+    triangle = Image.new("1", (50, 50))
+    ImageDraw.Draw(triangle).polygon(TRIANGLE, fill=1)
+    expected |= np.asarray(triangle, bool)
+    assert np.count_nonzero(mask ^ expected) <= 40, np.argwhere(mask ^ expected)
+    assert mask[38, 44], "the open polygon was not saved"
+    assert not mask[30:, :25].any()
     scores = store.scores_frame()
     maps = set(zip(scores["model"], scores["map"], strict=True))
     assert {("resnet18", "cam"), ("resnet18-ran", "attention"), ("resnet18-lran", "gate1")} <= maps

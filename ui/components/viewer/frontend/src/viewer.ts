@@ -103,6 +103,9 @@ const IMAGE_SHARE = 0.42;
 // A view is reported to the app once the reader has stopped moving for this long: each report
 // is a rerun of the whole Streamlit script.
 const VIEW_REPORT_MS = 400;
+// How long Ctrl+Enter waits after closing a polygon before it reaches the page's Save: the
+// polygon's message is handled in a few milliseconds.
+const SAVE_AFTER_MS = 100;
 
 function el<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -200,11 +203,18 @@ export class LinkedViewer {
     });
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape") this.drawing.cancel();
-      else if (event.key === "Enter" && !event.ctrlKey && !event.metaKey && this.drawing.tool === "polygon")
+      else if (event.key === "Enter" && this.drawing.tool === "polygon") {
+        // An open polygon is part of the read: Enter closes it, and Ctrl+Enter closes it and
+        // then saves. The polygon reaches the app by a posted message, the key by a direct
+        // dispatch: the key waits, so that the save's rerun has the polygon.
         this.drawing.closePolygon();
-      else forwardKey(event);
+        if (event.ctrlKey || event.metaKey) window.setTimeout(() => forwardKey(event), SAVE_AFTER_MS);
+      } else forwardKey(event);
     });
-    document.addEventListener("keyup", forwardKey);
+    document.addEventListener("keyup", (event) => {
+      if (event.key !== "Enter" || this.drawing.tool !== "polygon") forwardKey(event);
+      else if (event.ctrlKey || event.metaKey) window.setTimeout(() => forwardKey(event), SAVE_AFTER_MS);
+    });
   }
 
   /** A render message from Streamlit: rebuilds only when the image, the maps or the layout
@@ -754,8 +764,10 @@ function cacheSize(host: HTMLElement, layers: number): number {
 }
 
 /** The page's shortcuts (a diagnosis per digit, Ctrl+Enter to save, J/K/U between cases) listen
- * on the app's document, and a reader who has just drawn has the focus in this frame: the key
- * is passed up to the app's document, which Streamlit serves from this frame's origin. */
+ * on the app's document, and a reader who has just drawn has the focus in this frame: every key
+ * but Escape, and Enter while drawing a polygon (the drawing's), is passed up to the app's document, which
+ * Streamlit serves from this frame's origin. The viewer's own keys (arrows, w/a/s/d, +/-, 0, r,
+ * f) are none of the page's shortcuts. */
 function forwardKey(event: KeyboardEvent): void {
   let parent: Window & typeof globalThis;
   try {
