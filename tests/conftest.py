@@ -1,5 +1,6 @@
 """Shared fixtures of the app tests: a random-weight model set, a fresh database, and a running
-`streamlit run app.py` for the browser tests."""
+`streamlit run app.py` for the browser tests. Puts ``bench/`` on ``sys.path``: the tests import
+its ``appserver`` (how the app's server is started and probed) and ``fault_load``."""
 
 from __future__ import annotations
 

@@ -23,18 +23,15 @@ browser download is never used. The full load (10 readers x 5 minutes) is the be
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import fault_load
 import pytest
 from appserver import CHROMIUM
+from fault_load import AppServer, Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-
-import fault_load  # noqa: E402
-from fault_load import AppServer, Outcome  # noqa: E402
 
 PG_URL = os.environ.get("LRAN_REVIEW_TEST_PG_URL")
 ARTIFACTS = ROOT / "test-artifacts" / "faults"
