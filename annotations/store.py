@@ -408,16 +408,19 @@ class Store:
         if not references:
             query = query.where(Review.is_reference.is_(False))
         if latest_only:
-            # A reader's last version of each kind of read of an item (an aided read does not
-            # hide the unaided one it followed).
+            # A reader's last version of each kind of read of an item in each study (an aided
+            # read does not hide the unaided one it followed, nor a read of the same image in
+            # another study this one). Reads outside studies are one group.
+            study = func.coalesce(Review.study_id, 0)
             latest = (
                 select(
                     Review.item_hash.label("h"),
                     Review.reader.label("r"),
                     Review.read_kind.label("k"),
+                    study.label("s"),
                     func.max(Review.version).label("v"),
                 )
-                .group_by(Review.item_hash, Review.reader, Review.read_kind)
+                .group_by(Review.item_hash, Review.reader, Review.read_kind, study)
                 .subquery()
             )
             query = query.join(
@@ -425,6 +428,7 @@ class Store:
                 (latest.c.h == Review.item_hash)
                 & (latest.c.r == Review.reader)
                 & (latest.c.k == Review.read_kind)
+                & (latest.c.s == study)
                 & (latest.c.v == Review.version),
             )
         return query
@@ -455,8 +459,9 @@ class Store:
         filename, width, height, kind, mpp, overlap, reader, is_reference, imported_by,
         model_set, label, version, created_at (UTC), note.
 
-        Filters: ``reader``, ``model_set``, ``item_hash``; ``latest_only`` keeps each reader's
-        last version per item; ``references=False`` leaves imported references out.
+        Filters: ``reader``, ``model_set``, ``item_hash``, ``study_id``; ``latest_only`` keeps
+        each reader's last version of each kind of read of an item in each study;
+        ``references=False`` leaves imported references out.
         """
         query = self._review_query(reader, model_set, item_hash, latest_only, references, study_id)
         return self._frame(query.order_by(Review.id))

@@ -16,7 +16,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.orm import Session
 
 from annotations.geojson import mask_to_geojson
-from annotations.records import ReviewRecord, SavedReview, ScoreRecord, content_hash
+from annotations.records import (
+    ItemRecord,
+    ReviewRecord,
+    SavedReview,
+    ScoreRecord,
+    content_hash,
+)
 from annotations.schema import Base
 from annotations.scores import SCORE_NAMES, agreement
 from annotations.store import Store, StoreError, alembic_config, head_revision
@@ -157,6 +163,28 @@ def test_versions_accumulate_and_nothing_is_overwritten(db_url):
     ]
     assert len(store.reviews_frame(item_hash="0" * 64)) == 0
     assert len(store.reviews_frame(model_set="bach-v1")) == 3
+
+
+def test_latest_reads_are_per_study(db_url):
+    """A reader's newer read of the same image in another study does not hide this study's."""
+    store = Store(db_url)
+    rec = make_record()
+    item = ItemRecord(rec.item_hash, rec.filename, rec.width, rec.height, rec.kind, rec.mpp)
+    studies = []
+    for name in ("study A", "study B"):
+        study = store.create_study(name, "BACH", "open", "bach-v1")
+        case, _ = store.add_case(study.study_id, item, b"patch bytes", "", "reader a")
+        studies.append(study.study_id)
+        saved = store.save_review(
+            make_record(study_id=study.study_id, case_id=case.case_id, read_kind="open")
+        )
+    assert saved.version == 2  # versions count a reader's reads of the image across studies
+    for study_id, version in zip(studies, (1, 2), strict=True):
+        latest = store.reviews_frame(study_id=study_id, latest_only=True)
+        assert list(latest.version) == [version]
+        assert len(store.scores_frame(study_id=study_id, latest_only=True)) == 2
+    everywhere = store.reviews_frame(latest_only=True)
+    assert sorted(everywhere.version) == [1, 2]
 
 
 def test_two_writers_at_once(db_url):
