@@ -311,6 +311,27 @@ def test_the_aided_read_is_linked_and_the_unaided_one_stays_locked(env: str) -> 
         store.save_review(record)
 
 
+def test_a_new_reader_in_the_same_session_gets_nothing_of_the_last_ones(env: str) -> None:
+    at = review_page(patch(11))
+    case = case_id(at)
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-negative", note="reader a's note")
+    at = save(at, "unaided")
+    draw_and_label(at, "aided", rect(25, 25, 50, 50), "IDC-positive")
+    at = save(at, "aided")
+    assert any("version 2" in s for s in texts(at.success)) and at.dataframe
+    # Reader A hands the browser over: reader B types their name, on the same case.
+    at.text_input(key="reader").input("dr-b").run()
+    assert not at.exception and case_id(at) == case
+    # Blinded again, for B: no models, no A's save message or scores, an empty read.
+    assert not at.table and not at.success and not at.dataframe
+    assert viewer_args(at)["columns"] == []
+    assert not at.session_state[f"draft-{case}-unaided"].get("label")
+    assert at.text_area(key=f"note-{case}-unaided").value == ""
+    at = save(at, "unaided")
+    assert any("Choose your diagnosis" in s for s in texts(at.warning))
+    assert list(Store(env).reviews_frame()["reader"]) == ["dr-a", "dr-a"]
+
+
 def explain_record_like(store: Store, row: pd.Series):
     """A second unaided read of the same case by the same reader (which must be refused)."""
     from annotations.geojson import mask_to_geojson

@@ -16,6 +16,7 @@ def draw() -> None:
     with st.sidebar:
         person = auth.sign_in()
         st.session_state["_person"] = person
+        state.hand_over(person.name if person else None)
         try:
             store = cache.store(cache.database_url())
             studies = store.studies()

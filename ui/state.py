@@ -21,6 +21,26 @@ def _store_place(reader: str | None) -> tuple[int, int | None] | None:
         return None
 
 
+# Session state that belongs to one reader's reads: their drafts and the widgets showing them,
+# the viewer's drawing, the last save's message (with an aided read's scores).
+READER_KEYS = ("viewer_seeds", "save_outcome")
+READER_KEY_PREFIXES = ("draft-", "confidence-", "note-", "no-region-", "viewer-")
+
+
+def hand_over(reader: str | None) -> None:
+    """When another reader takes over this browser session (a new name typed, a sign-out and
+    a sign-in), drops what the last reader left in session state: the next reader must not see
+    another's diagnosis, region or scores, nor save them as their own. Call once a run, with the
+    reader known (None while nobody is)."""
+    if reader is None or st.session_state.get("_state_reader") == reader:
+        return
+    if st.session_state.get("_state_reader") is not None:
+        for key in list(st.session_state):
+            if key in READER_KEYS or str(key).startswith(READER_KEY_PREFIXES):
+                del st.session_state[key]
+    st.session_state["_state_reader"] = reader
+
+
 def study_id(reader: str | None) -> int | None:
     """The study in use: chosen in this session, else in the address bar, else where the
     reader last was."""
