@@ -9,16 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from annotations.geojson import geojson_to_mask, mask_to_geojson
+from annotations.geojson import mask_to_geojson
+from annotations.raster import fill_rings
 
 MAX_VERTICES = 100_000
 
 
 def polygons_to_mask(polygons: Any, image_size: tuple[int, int]) -> np.ndarray:
     """Takes polygons (each a list of (x, y) vertices in image pixels, closed implicitly) and
-    the image's (width, height); gives the bool (H, W) region they enclose (their union, by the
-    pixel-centre rule of annotations.raster, so a polygon traced along pixel edges gives back
-    exactly its pixels). The polygons come from the browser and may be anything: every way
+    the image's (width, height); gives the bool (H, W) region they enclose (their union, each
+    filled by the non-zero winding rule as the viewer shows it, by the pixel-centre rule of
+    annotations.raster, so a polygon traced along pixel edges gives back exactly its pixels). The polygons come from the browser and may be anything: every way
     they can be malformed is one ValueError saying what is wrong."""
     if polygons is None:
         return np.zeros((image_size[1], image_size[0]), dtype=bool)
@@ -40,11 +41,14 @@ def polygons_to_mask(polygons: Any, image_size: tuple[int, int]) -> np.ndarray:
         total += len(ring)
         if total > MAX_VERTICES:
             raise ValueError(f"the drawing has more than {MAX_VERTICES:,} vertices")
-        rings.append([[*ring, ring[0]]])
-    if not rings:
-        return np.zeros((image_size[1], image_size[0]), dtype=bool)
-    geometry = {"type": "MultiPolygon", "coordinates": rings}
-    return geojson_to_mask(geometry, image_size)
+        rings.append(np.asarray(ring))
+    width, height = (int(v) for v in image_size)
+    mask = np.zeros((height, width), dtype=bool)
+    for ring in rings:
+        # Non-zero winding, as the viewer fills the shape (SVG's default): a freehand loop that
+        # crosses or retraces itself is filled, not cut into holes as by the even-odd rule.
+        mask |= fill_rings([ring], (height, width), even_odd=False)
+    return mask
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[tuple[float, float]]]:

@@ -41,6 +41,19 @@ def test_polygons_from_the_viewer_become_the_region_they_enclose():
     assert not polygons_to_mask([], (60, 40)).any() and not polygons_to_mask(None, (6, 4)).any()
 
 
+def test_a_freehand_loop_that_crosses_or_retraces_itself_is_filled_as_shown():
+    # The viewer fills a shape by the non-zero rule (SVG's default); so does the saved region.
+    square = [(10, 10), (40, 10), (40, 40), (10, 40)]
+    assert int(polygons_to_mask([square], (50, 50)).sum()) == 900
+    # Traced twice round, as a lasso often is: the even-odd rule left nothing.
+    assert int(polygons_to_mask([square * 2], (50, 50)).sum()) == 900
+    # A quarter turn of overshoot: even-odd cut that quarter out.
+    assert int(polygons_to_mask([[*square, (10, 10), (40, 10), (40, 25)]], (50, 50)).sum()) == 900
+    # A figure of eight (the loop's two lobes wind opposite ways): both lobes are inside.
+    eight = [(0, 0), (20, 20), (0, 20), (20, 0)]
+    assert int(polygons_to_mask([eight], (30, 30)).sum()) == 200
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
