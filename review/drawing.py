@@ -17,10 +17,11 @@ MAX_VERTICES = 100_000
 
 def polygons_to_mask(polygons: Any, image_size: tuple[int, int]) -> np.ndarray:
     """Takes polygons (each a list of (x, y) vertices in image pixels, closed implicitly) and
-    the image's (width, height); gives the bool (H, W) region they enclose (their union, each
+    the image's (width, height); gives the bool (H, W) region they enclose: their union, each
     filled by the non-zero winding rule as the viewer shows it, by the pixel-centre rule of
-    annotations.raster, so a polygon traced along pixel edges gives back exactly its pixels). The polygons come from the browser and may be anything: every way
-    they can be malformed is one ValueError saying what is wrong."""
+    annotations.raster (a polygon traced along pixel edges gives back exactly its pixels).
+    The polygons come from the browser and may be anything: every way they can be malformed
+    is one ValueError saying what is wrong."""
     if polygons is None:
         return np.zeros((image_size[1], image_size[0]), dtype=bool)
     if not isinstance(polygons, list | tuple):
