@@ -26,7 +26,7 @@ def polygons_to_mask(polygons: Any, image_size: tuple[int, int]) -> np.ndarray:
         return np.zeros((image_size[1], image_size[0]), dtype=bool)
     if not isinstance(polygons, list | tuple):
         raise ValueError(f"the drawing is not a list of polygons (got {type(polygons).__name__})")
-    rings = []
+    rings: list[np.ndarray] = []
     total = 0
     for i, polygon in enumerate(polygons):
         if not isinstance(polygon, list | tuple) or len(polygon) < 3:
@@ -45,10 +45,10 @@ def polygons_to_mask(polygons: Any, image_size: tuple[int, int]) -> np.ndarray:
         rings.append(np.asarray(ring))
     width, height = (int(v) for v in image_size)
     mask = np.zeros((height, width), dtype=bool)
-    for ring in rings:
+    for shape in rings:
         # Non-zero winding, as the viewer fills the shape (SVG's default): a freehand loop that
         # crosses or retraces itself is filled, not cut into holes as by the even-odd rule.
-        mask |= fill_rings([ring], (height, width), even_odd=False)
+        mask |= fill_rings([shape], (height, width), even_odd=False)
     return mask
 
 
