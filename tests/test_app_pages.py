@@ -311,6 +311,23 @@ def test_the_aided_read_is_linked_and_the_unaided_one_stays_locked(env: str) -> 
         store.save_review(record)
 
 
+def test_a_new_study_is_the_one_in_use_at_once(env: str) -> None:
+    at = start()
+    before = at.selectbox(key="study_choice").value
+    (name,) = [t for t in at.text_input if t.label == "Name"]
+    name.input("Pilot B")
+    (create,) = [b for b in at.button if b.label == "Create study"]
+    at = create.click().run()
+    assert not at.exception
+    (created,) = [s for s in Store(env).studies() if s.name == "Pilot B"]
+    assert created.study_id != before
+    # The sidebar, the page and what is added next are the new study's.
+    assert at.selectbox(key="study_choice").value == created.study_id
+    assert "Pilot B" in texts(at.subheader)
+    at = add(at, [("p.png", png(patch(12)))])
+    assert [c.study_id for c in Store(env).cases(created.study_id)] == [created.study_id]
+
+
 def test_a_new_reader_in_the_same_session_gets_nothing_of_the_last_ones(env: str) -> None:
     at = review_page(patch(11))
     case = case_id(at)

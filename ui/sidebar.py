@@ -29,15 +29,17 @@ def draw() -> None:
         current = state.study_id(person.name if person else None)
         if current not in by_id:
             current = default_study(store).study_id
+        # The study in use decides the chooser, not the other way round: a study created or
+        # moved to elsewhere (state.set_study) shows here, set before the widget is drawn.
+        st.session_state["study_choice"] = current
         st.selectbox(
             "Study",
             list(by_id),
-            index=list(by_id).index(current),
             key="study_choice",
             format_func=lambda i: by_id[i].name,
             on_change=_chose_study,
         )
-        chosen = by_id.get(st.session_state.get("study_choice", current), by_id[current])
+        chosen = by_id[current]
         # Loading starts here (or at server start) so that the first read does not wait for it.
         if not cache.warm_up(chosen.model_set).done():
             st.caption(":material/hourglass_top: The models are loading in the background.")

@@ -165,12 +165,14 @@ def worklist_table(list_: Worklist, reader: str) -> None:
     event = st.dataframe(
         pd.DataFrame(rows),
         hide_index=True,
-        key="worklist",
+        # A selection is of a row of this page of this list: a new page, or a case added or
+        # removed, starts without one (Streamlit would keep the row number, now another case).
+        key=f"worklist-{page}-{len(list_.items)}",
         on_select="rerun",
         selection_mode="single-row",
         column_config={"image": st.column_config.ImageColumn("image", width="small")},
     )
-    picked = event.selection.rows if event else []
+    picked = [i for i in (event.selection.rows if event else []) if i < len(shown)]
     if picked:
         index = (page - 1) * PAGE_SIZE + picked[0]
         chosen = list_.items[index]
