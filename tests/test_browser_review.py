@@ -156,6 +156,12 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             panes = page.frame_locator(IFRAME).locator("[data-testid=viewer-pane]")
             # The image, 3 CAMs, 2 attention maps (R-RAN, R-LRAN), 2 gate maps (R-LRAN).
             assert panes.count() == 1 + 3 + 2 + 2
+            # The aided read starts from the unaided one: its region is the new viewer's
+            # drawing, to edit, and stays so when the reader zooms (the view is reported).
+            assert frame.evaluate("() => window.__viewer.drawing().length") == 2
+            page.mouse.move(*at(25, 25))
+            page.mouse.wheel(0, -200)
+            settle()
 
             # A reload: the same reader, study and case, and the read saved.
             page.reload()
@@ -171,7 +177,15 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             settle()
             page.keyboard.press("k")
             page.get_by_text("Case 1 of 2").wait_for()
+            settle()
             shot("05-keys")
+            # Back on the case, the aided read still has the region: saved as it is.
+            frame = page.locator(IFRAME).element_handle().content_frame()
+            frame.wait_for_function("() => window.__viewer && window.__viewer.ready()")
+            assert frame.evaluate("() => window.__viewer.drawing().length") == 2
+            page.get_by_role("button", name="Save aided read").click()
+            page.get_by_text("Saved as read 2, version 2").wait_for()
+            shot("06-aided-saved")
         except Exception:
             shot("failure")
             raise
@@ -182,7 +196,7 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
 
     store = Store(db)
     reads = store.reviews_frame()
-    assert len(reads) == 1
+    assert list(reads.read_kind) == ["unaided", "aided"]
     read = reads.iloc[0]
     assert (read.reader, read.label, read.read_kind, read.blinded) == (
         "dr-e2e",
@@ -202,6 +216,9 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
     assert np.count_nonzero(mask ^ expected) <= 40, np.argwhere(mask ^ expected)
     assert mask[38, 44], "the open polygon was not saved"
     assert not mask[30:, :25].any()
+    # The aided read kept the region it started from.
+    aided = store.get_mask(int(reads.iloc[1].review_id))
+    np.testing.assert_array_equal(aided, mask)
     scores = store.scores_frame()
     maps = set(zip(scores["model"], scores["map"], strict=True))
     assert {("resnet18", "cam"), ("resnet18-ran", "attention"), ("resnet18-lran", "gate1")} <= maps

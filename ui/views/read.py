@@ -48,8 +48,10 @@ Build = Callable[[str, str, np.ndarray, Read], ReviewRecord]
 
 
 def viewer_key(case: Case) -> str:
-    """The widget key of the case's viewer."""
-    return f"viewer-{case.case_id}"
+    """The widget key of the case's viewer for this kind of read: the aided read's viewer is a
+    new one, which starts from the aided draft (the unaided read's region), not from what the
+    unaided read's viewer was first given."""
+    return f"viewer-{case.case_id}-{case.kind}"
 
 
 def _store() -> Any:
