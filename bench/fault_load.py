@@ -609,13 +609,14 @@ def percentiles(values: Sequence[float]) -> tuple[float, float]:
 @dataclass(frozen=True)
 class Confirmed:
     """A save a reader saw confirmed: who, the read's id and version, which case (its header's
-    position and file name) and the diagnosis given."""
+    position, and its id in the page's address: a blinded study shows no file name before the
+    read) and the diagnosis given."""
 
     reader: str
     review_id: int
     version: int
     index: int
-    filename: str
+    case_id: int | None
     label: str
 
 
@@ -647,7 +648,6 @@ class Header:
 
     index: int
     total: int
-    filename: str
     status: str
 
 
@@ -684,12 +684,7 @@ async def _header(page: Page, previous: int = -1) -> Header:
     match = HEADER.search(text)
     assert match, text
     parts = [p.strip() for p in text.split("·")]
-    return Header(
-        int(match[1]),
-        int(match[2]),
-        parts[2] if len(parts) > 2 else "",
-        parts[3] if len(parts) > 3 else "",
-    )
+    return Header(int(match[1]), int(match[2]), parts[3] if len(parts) > 3 else "")
 
 
 # Set on a viewer's iframe once drawn in: the next case's viewer is another iframe.
@@ -961,7 +956,7 @@ async def _reader(
                         int(found[1]),
                         int(found[2]),
                         header.index,
-                        header.filename,
+                        case_id,
                         LABEL_KEYS[key],
                     )
                 )
@@ -1094,9 +1089,9 @@ def run_load(
     lost = []
     for c in confirmed:
         row = new.get(c.review_id)
-        seen = None if row is None else (row["reader"], row["label"], row["filename"])
-        if seen != (c.reader, c.label, c.filename) or row is None or row["version"] != c.version:
-            lost.append(f"{c.reader} read {c.review_id} of {c.filename}: stored {seen}")
+        seen = None if row is None else (row["reader"], row["label"], row["case_id"])
+        if seen != (c.reader, c.label, c.case_id) or row is None or row["version"] != c.version:
+            lost.append(f"{c.reader} read {c.review_id} of case {c.case_id}: stored {seen}")
     out.check(
         "every confirmed save is stored (reader, case, label)",
         not lost,
@@ -1239,7 +1234,6 @@ async def _quick_reads(url: str, name: str, cases: int, timeout_ms: int) -> list
                 found.append(
                     {
                         "case": header.index,
-                        "file": header.filename,
                         "answer": str(await handle.json_value()).strip(),
                         "viewer": await _viewer_holds(page),
                     }

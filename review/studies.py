@@ -196,6 +196,8 @@ def add_patient_mosaic(
 # The worklist
 
 UNREAD, UNAIDED, AIDED = "unread", "unaided read saved", "aided read saved"
+# What a reader sees of a case's group and file name before their blinded first read.
+HIDDEN = "(shown after your unaided read)"
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,15 @@ class Worklist:
             if w.case.case_id == case_id:
                 return i
         return 0
+
+    def names(self, index: int) -> tuple[str, str]:
+        """The group and file name of the case at ``index`` as its reader may see them. In a
+        blinded study both are withheld until the reader's unaided read is saved: IDC file
+        names (``..._class1.png``) and class folders (``benign/``) carry the label."""
+        work = self.items[index]
+        if self.study.blinded and work.status == UNREAD:
+            return HIDDEN, HIDDEN
+        return work.case.group, work.case.item.filename
 
     def next_unread(self, after: int = -1) -> int | None:
         """The position of the first unread case after ``after`` (wrapping round), None when

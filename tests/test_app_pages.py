@@ -229,6 +229,8 @@ def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(en
     assert (shown["image_width"], shown["image_height"], shown["draw"]) == (50, 50, True)
     page = " ".join(texts(at.markdown) + texts(at.caption))
     assert not any(t in page for t in [*TITLES, "CAM", "attention", "idc"])
+    # Nor the file name or group, which can carry the label (IDC's ..._class1.png).
+    assert "p.png" not in page and "(shown after your unaided read)" in page
     draw_and_label(
         at,
         "unaided",
@@ -240,6 +242,7 @@ def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(en
     at = save(at, "unaided")
     assert not at.exception
     assert any("Saved as read 1, version 1" in s for s in texts(at.success))
+    assert any("p.png" in t for t in texts(at.markdown))
     # Revealed: every model's probabilities and maps.
     (table,) = at.table
     assert list(table.value.reset_index()["model"]) == TITLES

@@ -106,6 +106,10 @@ def test_the_worklist_counts_a_readers_reads_and_skips_removed_cases(tmp_path: P
     assert [w.status for w in other.items] == [studies.UNREAD] * 2
     assert other.next_unread(0) == 1 and other.next_unread(1) == 0
     assert [c.group for c in cases] == ["patient 10253", "b", "c.png"]
+    # Blinded: group and file name only once the reader's unaided read is saved.
+    assert study.blinded
+    assert listed.names(1) == (cases[1].group, cases[1].item.filename)
+    assert other.names(1) == (studies.HIDDEN, studies.HIDDEN)
     # Removed, not deleted: it comes back with its reads when added again.
     back = studies.add_images(store, study, [("c.png", png(3))], "admin", 50)
     assert [c.case_id for c in back.added] == [cases[2].case_id]

@@ -72,9 +72,10 @@ def navigation(list_: Worklist, index: int, reader: str) -> None:
         shortcut="K",
         help="key K",
     )
+    group, filename = list_.names(index)
     middle.markdown(
-        f"**Case {index + 1} of {len(list_.items)}** · {widgets.plain(work.case.group)} · "
-        f"{widgets.plain(work.case.item.filename)} · *{work.status}* · {list_.progress()}"
+        f"**Case {index + 1} of {len(list_.items)}** · {widgets.plain(group)} · "
+        f"{widgets.plain(filename)} · *{work.status}* · {list_.progress()}"
     )
     nxt.button(
         "Next",

@@ -151,17 +151,21 @@ def worklist_table(list_: Worklist, reader: str) -> None:
         else 1
     )
     shown = list_.items[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    rows = [
-        {
-            "#": (page - 1) * PAGE_SIZE + i + 1,
-            "image": cache.thumbnail(w.case.item.item_hash, w.case.item.filename),
-            "group": w.case.group,
-            "file": w.case.item.filename,
-            "size": f"{w.case.item.width} x {w.case.item.height}",
-            "status": w.status,
-        }
-        for i, w in enumerate(shown)
-    ]
+    first = (page - 1) * PAGE_SIZE
+    rows = []
+    for index in range(first, first + len(shown)):
+        w = list_.items[index]
+        group, filename = list_.names(index)
+        rows.append(
+            {
+                "#": index + 1,
+                "image": cache.thumbnail(w.case.item.item_hash, w.case.item.filename),
+                "group": group,
+                "file": filename,
+                "size": f"{w.case.item.width} x {w.case.item.height}",
+                "status": w.status,
+            }
+        )
     event = st.dataframe(
         pd.DataFrame(rows),
         hide_index=True,
