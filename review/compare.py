@@ -664,8 +664,10 @@ def _bootstrap(
     ``seed``; gives SciPy's BootstrapResult."""
     with warnings.catch_warnings():
         # A degenerate distribution gives NaN ends, reported by the callers as None: the
-        # warning would say nothing more.
+        # warnings would say nothing more (BCa's acceleration divides by zero when every
+        # jackknife value is the same: a RuntimeWarning).
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
         return stats.bootstrap(
             data,
             statistic,

@@ -631,6 +631,17 @@ def test_compare_pairs_models_per_read_and_compares_readers(env: str) -> None:
         "**p.png** · dr-a · IDC-positive · unaided (blinded)",
         "**p.png** · dr-b · IDC-negative · unaided (blinded)",
     ]
+    # Reader B's aided read takes A's label and region: with both kinds of read chosen, the
+    # readers are compared within each kind, not on B's aided read against A's unaided one.
+    at.switch_page(REVIEW).run()
+    draw_and_label(at, "aided", rect(0, 0, 25, 50), "IDC-positive")
+    at = save(at, "aided")
+    at.switch_page(COMPARE).run()
+    at.multiselect(key="c_kinds").set_value(["unaided", "aided"]).run()
+    assert not at.exception
+    readers = next(f for f in frames(at) if "readers" in f.columns)
+    assert list(readers["read"]) == ["unaided (blinded)"]
+    assert "Dice of the regions 0.67" in readers["regions"].iloc[0]
 
 
 def test_history_filters_and_exports(env: str) -> None:

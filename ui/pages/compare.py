@@ -155,7 +155,8 @@ def label_agreement(predictions: pd.DataFrame, study: StudyRecord) -> None:
 
 
 def reader_agreement(store: Store, reads: pd.DataFrame, person: auth.Person) -> None:
-    """With two or more readers: kappa of labels and Dice of regions, with intervals."""
+    """With two or more readers: kappa of labels and Dice of regions, with intervals, for each
+    kind of read apart (a reader's unaided and aided reads of a case are two different reads)."""
     people = reads[reads["read_kind"] != "reference"]
     readers = sorted(people["reader"].unique())
     st.subheader("Readers against each other")
@@ -166,30 +167,34 @@ def reader_agreement(store: Store, reads: pd.DataFrame, person: auth.Person) -> 
         r: r if person.admin or r == person.name else f"reader {i + 1}"
         for i, r in enumerate(readers)
     }
-    labels = people.pivot_table(index="item_hash", columns="reader", values="label", aggfunc="last")
-    rows = []
-    for a, b in itertools.combinations(readers, 2):
-        shared = people[people["reader"].isin([a, b])]
-        masks = {
-            r: {
-                row.item_hash: store.get_mask(int(row.review_id))
-                for row in shared[shared["reader"] == r].itertuples()
-                if not row.no_region
-            }
-            for r in (a, b)
-        }
-        kappa = cohen_kappa_ci(labels[a].dropna(), labels[b].dropna())
-        dice = reader_dice(masks[a], masks[b])
-        rows.append(
-            {
-                "readers": f"{names[a]} / {names[b]}",
-                "labels": kappa.summary(),
-                "regions": dice.summary(),
-            }
+    rows, fleiss = [], []
+    for kind, of_kind in people.groupby("read_kind", sort=False):
+        labels = of_kind.pivot_table(
+            index="item_hash", columns="reader", values="label", aggfunc="last"
         )
+        present = [r for r in readers if r in labels.columns]
+        for a, b in itertools.combinations(present, 2):
+            masks = {
+                r: {
+                    row.item_hash: store.get_mask(int(row.review_id))
+                    for row in of_kind[of_kind["reader"] == r].itertuples()
+                    if not row.no_region
+                }
+                for r in (a, b)
+            }
+            rows.append(
+                {
+                    "read": READ_KINDS[str(kind)],
+                    "readers": f"{names[a]} / {names[b]}",
+                    "labels": cohen_kappa_ci(labels[a].dropna(), labels[b].dropna()).summary(),
+                    "regions": reader_dice(masks[a], masks[b]).summary(),
+                }
+            )
+        if len(present) > 2:
+            fleiss.append(f"{READ_KINDS[str(kind)]}: {fleiss_kappa_ci(labels[present]).summary()}")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="reader_pairs")
-    if len(readers) > 2:
-        st.markdown(widgets.plain(fleiss_kappa_ci(labels[readers]).summary()))
+    for line in fleiss:
+        st.markdown(widgets.plain(line))
 
 
 def gallery(store: Store, reads: pd.DataFrame, study: StudyRecord) -> None:
