@@ -200,8 +200,9 @@ def export_study(store: Store, study: StudyRecord) -> bytes:
 
 def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRecord:
     """Restores an exported study into ``store`` (under ``name``, default its own), with its
-    cases, images and reads (versions, times and links kept). Raises ValueError for a file that
-    is not an export, a study name that exists, or a missing image."""
+    cases, images and reads (versions, times and links kept). Raises ValueError, before
+    writing anything, for a file that is not an export, a missing image or a malformed region;
+    and for a study name that exists."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         content = json.loads(archive.read("study.json"))
@@ -210,6 +211,25 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
     if content.get("format") != FORMAT:
         raise ValueError(f"not a study export of format {FORMAT} (got {content.get('format')!r})")
     info = content["study"]
+    # Checked before anything is written (the store writes a study, a case and a read each in
+    # its own transaction): an export that lacks an image or holds a malformed region leaves
+    # no half-imported study behind.
+    present = set(archive.namelist())
+    for case in content["cases"]:
+        if f"images/{case['item']['item_hash']}" not in present:
+            raise ValueError(f"the export lacks the image of case {case['case_id']}")
+    items = {c["item"]["item_hash"]: c["item"] for c in content["cases"]}
+    masks = {}
+    for read in content["reads"]:
+        item = items.get(read["item_hash"])
+        if item is None:
+            raise ValueError(f"read {read['read_id']} is of an image that is not in the export")
+        try:
+            masks[read["read_id"]] = geojson_to_mask(
+                read["geojson"], (item["width"], item["height"])
+            )
+        except ValueError as err:
+            raise ValueError(f"read {read['read_id']} has a malformed region: {err}") from None
     study = store.create_study(
         name or info["name"],
         info["label_set"],
@@ -222,19 +242,15 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
     with archive:
         for case in sorted(content["cases"], key=lambda c: c["position"]):
             item = ItemRecord(**case["item"])
-            try:
-                image = archive.read(f"images/{item.item_hash}")
-            except KeyError:
-                raise ValueError(f"the export lacks the image of case {case['case_id']}") from None
+            image = archive.read(f"images/{item.item_hash}")
             added, _ = store.add_case(study.study_id, item, image, case["group"], None)
             case_ids[case["case_id"]] = added.case_id
             if case["removed"]:
                 store.remove_case(added.case_id, None)
     read_ids: dict[int, int] = {}
-    items = {c["item"]["item_hash"]: c["item"] for c in content["cases"]}
     for read in sorted(content["reads"], key=lambda r: r["read_id"]):
         item = items[read["item_hash"]]
-        mask = geojson_to_mask(read["geojson"], (item["width"], item["height"]))
+        mask = masks[read["read_id"]]
         record = ReviewRecord(
             item_hash=read["item_hash"],
             filename=item["filename"],

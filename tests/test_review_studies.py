@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sqlite3
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +245,38 @@ def test_a_study_exports_and_imports_into_an_empty_database(db_url: str, tmp_pat
         studyio.import_study(target, data)
     with pytest.raises(ValueError, match="not a study export"):
         studyio.import_study(target, b"not a zip")
+    # An export that lacks an image, or holds a malformed region, is refused before anything
+    # is written: no half-imported study to trip over when the import is tried again.
+    for broken in (_without_image(data, cases[0].item.item_hash), _with_bad_region(data)):
+        with pytest.raises(ValueError, match=r"lacks the image|malformed region"):
+            studyio.import_study(target, broken, "retry")
+    assert "retry" not in [s.name for s in target.studies()]
+
+
+def _rewritten(data: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
+    """The export with each member passed through ``change`` (None drops it)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as old, zipfile.ZipFile(out, "w") as new:
+        for name in old.namelist():
+            kept = change(name, old.read(name))
+            if kept is not None:
+                new.writestr(name, kept)
+    return out.getvalue()
+
+
+def _without_image(data: bytes, item_hash: str) -> bytes:
+    return _rewritten(data, lambda n, b: None if n == f"images/{item_hash}" else b)
+
+
+def _with_bad_region(data: bytes) -> bytes:
+    def change(name: str, content: bytes) -> bytes:
+        if name != "study.json":
+            return content
+        study = json.loads(content)
+        study["reads"][-1]["geojson"] = {"type": "Point", "coordinates": [1, 2]}
+        return json.dumps(study).encode()
+
+    return _rewritten(data, change)
 
 
 def test_backup_copies_a_live_sqlite_database(tmp_path: Path) -> None:
