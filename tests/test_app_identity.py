@@ -51,9 +51,12 @@ def test_password_mode_signs_in_and_refuses_wrong_passwords(accounts: str) -> No
 
 
 def test_readers_see_their_own_reads_and_admins_everyones(accounts: str) -> None:
+    # The admin adds the case; readers have no uploader (cases are the study's, shared).
+    boss = add(sign_in("boss"), [("p.png", png(patch(40)))])
+    assert any("Added 1 case" in s for s in texts(boss.success))
     for reader in ("dr-a", "dr-b"):
         at = sign_in(reader)
-        at = add(at, [("p.png", png(patch(40)))])
+        assert not at.file_uploader
         at.switch_page(REVIEW).run()
         draw_and_label(at, "unaided", rect(0, 0, 25, 50), "IDC-positive")
         at = save(at, "unaided")

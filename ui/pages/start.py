@@ -139,8 +139,10 @@ def add_mosaic(study: StudyRecord, group: str, reader: str) -> None:
     )
 
 
-def worklist_table(list_: Worklist, reader: str) -> None:
-    """The cases with thumbnail, group, status; a page at a time; open and remove."""
+def worklist_table(list_: Worklist, person: auth.Person) -> None:
+    """The cases with thumbnail, group, status; a page at a time; open, and for an admin add
+    a patient's mosaic and remove."""
+    reader = person.name
     pages = max(1, -(-len(list_.items) // PAGE_SIZE))
     current = list_.index_of(state.case_id(reader))
     page = (
@@ -190,7 +192,7 @@ def worklist_table(list_: Worklist, reader: str) -> None:
             icon=":material/draw:",
         )
         same = [w for w in list_.items if w.case.group == chosen.case.group]
-        if len(same) > 1 and chosen.case.group.startswith("patient "):
+        if person.admin and len(same) > 1 and chosen.case.group.startswith("patient "):
             st.button(
                 f"Add the mosaic of {chosen.case.group}'s {len(same)} patches as a region case",
                 key="add_mosaic",
@@ -200,7 +202,7 @@ def worklist_table(list_: Worklist, reader: str) -> None:
                 help="The patches placed by the x/y of their file names, gaps left empty, read "
                 "as one region at 4 µm/px.",
             )
-        if right.button(
+        if person.admin and right.button(
             "Remove from the study",
             key="remove_case",
             icon=":material/delete:",
@@ -233,7 +235,10 @@ def main() -> None:
     )
     # The worklist is drawn above the uploader but built after it, so new cases show at once.
     top = st.container()
-    add_cases(study, person.name)
+    # Cases are the study's, shared by its readers: admins (and the one person of local mode)
+    # add and remove them.
+    if person.admin:
+        add_cases(study, person.name)
     new_study(person)
     try:
         list_ = worklist(cache.store(cache.database_url()), study, person.name)
@@ -245,7 +250,11 @@ def main() -> None:
         getattr(top, message[0])(widgets.plain(message[1]))
     with top:
         if not list_.items:
-            st.info("This study has no cases yet: add images below.")
+            st.info(
+                "This study has no cases yet: add images below."
+                if person.admin
+                else "This study has no cases yet: an admin adds them."
+            )
         else:
             left, right = st.columns([3, 1], vertical_alignment="center")
             left.progress(list_.done / len(list_.items), text=f"**{list_.progress()}**")
@@ -260,7 +269,7 @@ def main() -> None:
                 icon=":material/arrow_forward:",
                 width="stretch",
             )
-            worklist_table(list_, person.name)
+            worklist_table(list_, person)
     if st.session_state.pop("_switch_to_review", False):
         st.switch_page(REVIEW_PAGE)
 
