@@ -22,8 +22,9 @@ def _store_place(reader: str | None) -> tuple[int, int | None] | None:
 
 
 # Session state that belongs to one reader's reads: their drafts and the widgets showing them,
-# the viewer's drawing, the last save's message (with an aided read's scores).
-READER_KEYS = ("viewer_seeds", "save_outcome")
+# the viewer's drawing, the last save's message (with an aided read's scores), the references
+# they stored.
+READER_KEYS = ("viewer_seeds", "save_outcome", "saved_references")
 READER_KEY_PREFIXES = ("draft-", "confidence-", "note-", "no-region-", "viewer-")
 
 

@@ -163,7 +163,7 @@ def reference_scores(
     record = _reference_review(item, reference, model_set, result, importer, *where)
     table = score_table([s.__dict__ for s in record.scores], titles)
     st.dataframe(table, hide_index=True, key="reference_scores")
-    key = (item.item_hash, reference.data_hash, model_set.name, result.mpp, result.cam_class)
+    key = (item.item_hash, reference.data_hash, model_set.name, result.mpp, result.cam_class, where)
     saved_references: dict[Any, dict[str, int]] = state.bucket("saved_references")
     done = saved_references.get(key)
     # In a placeholder, so that the button is gone as soon as the scores are stored.
