@@ -221,14 +221,19 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
 # Micrometres per ResolutionUnit (TIFF tag 296): 2 inch, 3 centimetre. 1 ("no absolute
 # unit") and anything else say nothing about microns.
 _MICRONS_PER_UNIT = {2: 25400.0, 3: 10000.0}
+# Resolution tags this coarse or coarser (1000 dpi and below: 72, 96, 300, 600 dpi) are a screen or
+# print setting that image tools write by default, not a microscope's scale; a slide image, even
+# a thumbnail at 0.625x, is finer.
+MAX_TAGGED_MPP = 25.4
 
 
 def read_mpp(source: bytes | str | Path) -> float | None:
     """Microns per pixel from TIFF resolution tags (or PNG/JPEG dpi), None when unknown.
 
-    Unknown: no tags, a ResolutionUnit other than inch (2) or centimetre (3), or a resolution
+    Unknown: no tags, a ResolutionUnit other than inch (2) or centimetre (3), a resolution
     that is not a finite positive number (XResolution inf, 0, NaN, negative), so the result is
-    never 0.0, inf or NaN. Page 1's tags are used (the page :func:`load_image` decodes).
+    never 0.0, inf or NaN, or one coarser than MAX_TAGGED_MPP (a tool's default dpi). Page 1's
+    tags are used (the page :func:`load_image` decodes).
     """
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
@@ -241,8 +246,7 @@ def read_mpp(source: bytes | str | Path) -> float | None:
                 per_unit = _MICRONS_PER_UNIT.get(unit) if isinstance(unit, int) else None
                 return _mpp(per_unit, float(tags[282])) if per_unit else None
             dpi = img.info.get("dpi")
-            # 72 and 96 dpi are screen defaults written by tools, not a scanner's resolution.
-            if dpi and float(dpi[0]) > 96:
+            if dpi:
                 return _mpp(25400.0, float(dpi[0]))
     except (*_DECODER_ERRORS, TypeError, ZeroDivisionError, Image.DecompressionBombError):
         # TypeError: a tag of the wrong kind (e.g. a list where a number belongs).
@@ -256,7 +260,7 @@ def _mpp(microns_per_unit: float, pixels_per_unit: float) -> float | None:
         return None
     mpp = microns_per_unit / pixels_per_unit
     # A tiny positive resolution (1e-310) still overflows to inf.
-    return mpp if math.isfinite(mpp) and mpp > 0 else None
+    return mpp if math.isfinite(mpp) and 0 < mpp < MAX_TAGGED_MPP else None
 
 
 def pad_to(rgb: np.ndarray, height: int, width: int, fill: int = 255) -> np.ndarray:

@@ -328,6 +328,18 @@ def test_png_dpi_still_gives_mpp():
     assert read_mpp(buf.getvalue()) is None  # a screen default, not a scanner's resolution
 
 
+@pytest.mark.parametrize("dpi", [72, 96, 300, 600, 1000])
+def test_a_tools_default_dpi_is_no_microscope_scale(dpi: int) -> None:
+    # 72 dpi read as 352.8 µm/px made the 15 µm pointing-game tolerance 0.04 px.
+    assert read_mpp(_tiff_with_resolution(float(dpi), unit=2)) is None
+    for fmt in ("PNG", "JPEG"):
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16)).save(buf, format=fmt, dpi=(dpi, dpi))
+        assert read_mpp(buf.getvalue()) is None, fmt
+    # The coarsest tagged scale taken: 1000 dpi is 25.4 µm/px, a little finer is kept.
+    assert read_mpp(_tiff_with_resolution(1100.0, unit=2)) == pytest.approx(25400 / 1100)
+
+
 # ---------------------------------------------------------------------------------------------
 # Multi-page TIFF
 
