@@ -632,7 +632,8 @@ def _bf16(model: LRANClassifier, precision: str) -> bool:
 def write_pngs(folder: Path, stem: str, maps: Mapping[str, RegionMaps]) -> list[str]:
     """Writes heatmap PNGs of every model's maps into ``folder`` as ``<stem>_<model>_<map>.png``;
     gives their paths. Probabilities keep their own 0..1 scale; CAM and attention are ReLU'd and
-    min-max scaled per map (design.md section 2)."""
+    min-max scaled per map (design.md section 2). Raises OSError when a file cannot be
+    written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, m in maps.items():
@@ -642,6 +643,7 @@ def write_pngs(folder: Path, stem: str, maps: Mapping[str, RegionMaps]) -> list[
             images["attention"] = colourise(normalise(m.attention))
         for kind, rgb in images.items():
             path = folder / f"{stem}_{name}_{kind}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"{path}: could not be written")
             written.append(str(path))
     return written

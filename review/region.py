@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,11 +78,32 @@ def build_parser(prog: str = "lran-review region") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tolerance-um",
-        type=float,
+        type=_tolerance_um,
         default=DEFAULT_TOLERANCE_UM,
         help="pointing-game tolerance in micrometres",
     )
     return p
+
+
+def _tolerance_um(text: str) -> float:
+    """``--tolerance-um``: a finite number of micrometres, 0 or more."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of µm, 0 or more: {text}")
+    return value
+
+
+def _outputs(args: argparse.Namespace) -> None:
+    """Makes the folders of ``--json`` and ``--png`` before the mapping (minutes for a large
+    region), so that an unusable path is refused before it, not after; RegionError if not."""
+    try:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        if args.json.is_dir():
+            raise RegionError(f"--json {args.json} is a folder")
+        if args.png is not None:
+            args.png.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RegionError(f"cannot write the output: {err}") from err
 
 
 def region_scores(
@@ -118,7 +140,9 @@ def region_scores(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Maps (and scores) as the options say; gives the report written to ``--json``. Raises
-    RegionError, ImageReadError, NoWeightsError or CheckpointError for refused input."""
+    RegionError, ImageReadError, NoWeightsError or CheckpointError for refused input and
+    OSError for an output that cannot be written."""
+    _outputs(args)
     rgb = load_image(args.image)
     mpp, mpp_source = args.mpp, "--mpp"
     if mpp is None:
@@ -169,7 +193,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         } | ({"scores": scores[name]} if name in scores else {})
     if args.png is not None:
         report["png"] = write_pngs(args.png, args.image.stem, maps)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     return report
 
@@ -179,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (RegionError, ImageReadError, NoWeightsError, CheckpointError) as err:
+    except (RegionError, ImageReadError, NoWeightsError, CheckpointError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

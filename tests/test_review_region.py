@@ -11,6 +11,7 @@ from PIL import Image
 from test_region import BACH, VARIANTS, rgb, tiny
 
 from lran_core import save_checkpoint
+from review import region as command
 from review.region import main
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +141,25 @@ def test_cli_needs_mpp_without_tags_and_reads_tiff_tags(tmp_path, checkpoints, c
     assert main(["--models", str(checkpoints), "--image", str(tiff), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["mpp"] == pytest.approx(4.0) and report["mpp_source"] == "image resolution tags"
+
+
+def test_cli_refuses_a_bad_tolerance_or_output_before_mapping(
+    tmp_path, checkpoints, capsys, monkeypatch
+):
+    image = write_png(tmp_path / "region.png", rgb(40, 40))
+    base = ["--models", str(checkpoints), "--image", str(image), "--mpp", "4"]
+    for bad in ("-5", "nan", "inf"):
+        with pytest.raises(SystemExit) as exit_:
+            main([*base, "--tolerance-um", bad, "--json", str(tmp_path / "a.json")])
+        assert exit_.value.code == 2
+        assert "must be a finite number of µm, 0 or more" in capsys.readouterr().err
+    # An output that cannot be written is refused before the (long) mapping, which never runs.
+    monkeypatch.setattr(command, "map_region", lambda *a, **k: pytest.fail("mapped"))
+    taken = write_png(tmp_path / "taken.png", rgb(4, 4))
+    for outputs in (["--json", str(taken / "a.json")], ["--png", str(taken)]):
+        assert main([*base, "--json", str(tmp_path / "b.json"), *outputs]) == 2
+        assert "cannot write the output" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
 
 
 # ---------------------------------------------------------------------------------------------
