@@ -18,6 +18,7 @@ one-line errors and exits 2 for input it refuses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import sqlite3
 import sys
@@ -128,14 +129,17 @@ def backup(args: argparse.Namespace) -> None:
         raise CommandError("an in-memory database cannot be backed up")
     if args.to.exists():
         raise CommandError(f"{args.to} exists: give a new file")
+    if not args.to.parent.is_dir():
+        raise CommandError(f"{args.to.parent} is not a folder: give a file in an existing one")
     path = source_path.removeprefix("file:").split("?", 1)[0]
-    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    target = sqlite3.connect(args.to)
     try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
+        with (
+            contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as source,
+            contextlib.closing(sqlite3.connect(args.to)) as target,
+        ):
+            source.backup(target)
+    except sqlite3.Error as err:
+        raise CommandError(f"the backup to {args.to} failed: {err}") from err
     print(f"backed up {path} to {args.to}; images are kept in {store.blobs.describe()}")
 
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from annotations.geojson import geojson_to_mask
@@ -198,28 +199,19 @@ def export_study(store: Store, study: StudyRecord) -> bytes:
     return buffer.getvalue()
 
 
-def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRecord:
-    """Restores an exported study into ``store`` (under ``name``, default its own), with its
-    cases, images and reads (versions, times and links kept). Raises ValueError, before
-    writing anything, for a file that is not an export, a missing image or a malformed region;
-    and for a study name that exists."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        content = json.loads(archive.read("study.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"not a study export ({err})") from None
-    if content.get("format") != FORMAT:
-        raise ValueError(f"not a study export of format {FORMAT} (got {content.get('format')!r})")
-    info = content["study"]
-    # Checked before anything is written (the store writes a study, a case and a read each in
-    # its own transaction): an export that lacks an image or holds a malformed region leaves
-    # no half-imported study behind.
+def _checked_masks(archive: zipfile.ZipFile, content: dict[str, Any]) -> dict[int, np.ndarray]:
+    """Every read's region as a mask, by read id. Refuses (ValueError) an export that lacks an
+    image or holds a malformed region, before anything is written: the store writes a study, a
+    case and a read each in its own transaction, and a half-imported study would block a
+    retry. KeyError, TypeError or AttributeError where study.json has not the export's shape."""
+    if not isinstance(content["study"], dict):
+        raise TypeError("'study' is not an object")
     present = set(archive.namelist())
+    items, masks = {}, {}
     for case in content["cases"]:
+        items[case["item"]["item_hash"]] = case["item"]
         if f"images/{case['item']['item_hash']}" not in present:
             raise ValueError(f"the export lacks the image of case {case['case_id']}")
-    items = {c["item"]["item_hash"]: c["item"] for c in content["cases"]}
-    masks = {}
     for read in content["reads"]:
         item = items.get(read["item_hash"])
         if item is None:
@@ -230,6 +222,28 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
             )
         except ValueError as err:
             raise ValueError(f"read {read['read_id']} has a malformed region: {err}") from None
+    return masks
+
+
+def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRecord:
+    """Restores an exported study into ``store`` (under ``name``, default its own), with its
+    cases, images and reads (versions, times and links kept). Raises ValueError, before
+    writing anything, for a file that is not an export, a missing image or a malformed region;
+    and for a study name that exists."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        content = json.loads(archive.read("study.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"not a study export ({err})") from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        found = content.get("format") if isinstance(content, dict) else type(content).__name__
+        raise ValueError(f"not a study export of format {FORMAT} (got {found!r})")
+    try:
+        masks = _checked_masks(archive, content)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"a malformed study.json ({type(err).__name__}: {err})") from None
+    info = content["study"]
+    items = {c["item"]["item_hash"]: c["item"] for c in content["cases"]}
     study = store.create_study(
         name or info["name"],
         info["label_set"],

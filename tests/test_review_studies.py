@@ -11,6 +11,7 @@ import sqlite3
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -251,6 +252,14 @@ def test_a_study_exports_and_imports_into_an_empty_database(db_url: str, tmp_pat
         with pytest.raises(ValueError, match=r"lacks the image|malformed region"):
             studyio.import_study(target, broken, "retry")
     assert "retry" not in [s.name for s in target.studies()]
+    # A study.json of another shape is "malformed", not a TypeError or AttributeError.
+    for shape in ({"cases": None}, {"study": []}, {"reads": [{"read_id": 1}]}):
+        with pytest.raises(ValueError, match=r"malformed study\.json"):
+            studyio.import_study(target, _with_study_json(data, shape), "retry")
+    with pytest.raises(ValueError, match="not a study export"):
+        studyio.import_study(
+            target, _rewritten(data, lambda n, b: b"[]" if n == "study.json" else b)
+        )
 
 
 def _rewritten(data: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
@@ -266,6 +275,15 @@ def _rewritten(data: bytes, change: Callable[[str, bytes], bytes | None]) -> byt
 
 def _without_image(data: bytes, item_hash: str) -> bytes:
     return _rewritten(data, lambda n, b: None if n == f"images/{item_hash}" else b)
+
+
+def _with_study_json(data: bytes, changes: dict[str, Any]) -> bytes:
+    def change(name: str, content: bytes) -> bytes:
+        return (
+            json.dumps(json.loads(content) | changes).encode() if name == "study.json" else content
+        )
+
+    return _rewritten(data, change)
 
 
 def _with_bad_region(data: bytes) -> bytes:
@@ -291,6 +309,8 @@ def test_backup_copies_a_live_sqlite_database(tmp_path: Path) -> None:
     restored = Store(f"sqlite:///{target}")
     assert len(restored.reviews_frame()) == 3
     assert cli(["--db", url, "backup", "--to", str(target)]) == 2
+    # A folder that is not there: refused with a line, not a traceback.
+    assert cli(["--db", url, "backup", "--to", str(tmp_path / "no-such" / "b.sqlite")]) == 2
 
 
 @pytest.mark.parametrize(
