@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import psutil
 
-from annotations.geojson import geojson_to_mask
+from annotations.geojson import geojson_bounds, geojson_to_mask
 from annotations.masks import label_mask_to_region, read_label_mask
 from annotations.records import content_hash
 from lran_core.data import (
@@ -126,12 +126,32 @@ class Reference:
     summary: str
 
 
+# How far a GeoJSON reference may reach beyond the image (a share of its side) before it counts
+# as drawn on another image or at another scale: a QuPath outline traced along the border may
+# stray a few pixels out, a whole-slide one or one of a 10-fold larger export lies far out.
+OUTSIDE_SHARE = 0.02
+
+
+def _inside(bounds: tuple[float, float, float, float], size: tuple[int, int]) -> None:
+    """ValueError when ``bounds`` (x0, y0, x1, y1) reach beyond an image of ``size`` (width,
+    height) by more than OUTSIDE_SHARE of its side."""
+    x0, y0, x1, y1 = bounds
+    width, height = size
+    slack_x, slack_y = max(2.0, OUTSIDE_SHARE * width), max(2.0, OUTSIDE_SHARE * height)
+    if x0 < -slack_x or y0 < -slack_y or x1 > width + slack_x or y1 > height + slack_y:
+        raise ValueError(
+            f"the GeoJSON spans x {x0:g} to {x1:g}, y {y0:g} to {y1:g}, beyond this image's "
+            f"{width} x {height} px: is it drawn on another image, the whole slide, or an "
+            "export at another scale? A reference must be in this image's pixels"
+        )
+
+
 def read_reference(name: str, data: bytes, size: tuple[int, int]) -> Reference:
     """Reads a label mask (PNG/TIFF, BACH values 0-3) or a GeoJSON file (by its suffix) as the
     reference region of an image of ``size`` (width, height).
 
     Raises ValueError with the reason: unreadable, another size, unknown values, not a region,
-    nothing annotated inside the image.
+    a GeoJSON reaching well beyond the image, nothing annotated inside the image.
     """
     digest = content_hash(data)
     if name.lower().endswith((".geojson", ".json")):
@@ -141,6 +161,7 @@ def read_reference(name: str, data: bytes, size: tuple[int, int]) -> Reference:
             raise ValueError(f"not GeoJSON text ({err})") from None
         except RecursionError:
             raise ValueError("GeoJSON nested too deeply to be a region") from None
+        _inside(geojson_bounds(geojson), size)
         region = geojson_to_mask(geojson, size)
         reference = Reference(name, digest, "GeoJSON", region, "annotated region")
     else:

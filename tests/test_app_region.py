@@ -186,8 +186,25 @@ def test_a_reference_of_another_size_or_with_unknown_values_is_refused(env: str)
     set_reference(at, digest, "bad.geojson", b'{"type": "Point", "coordinates": [1, 2]}')
     (error,) = texts(at.error)
     assert "bad.geojson" in error and "does not describe a region" in error
+    # A QuPath outline in the whole slide's (or a 10x larger export's) pixels overlaps the
+    # image only in part: refused, not clipped into a wrong reference.
+    slide = {
+        "type": "Polygon",
+        "coordinates": [[[250, 250], [3000, 250], [3000, 3000], [250, 250]]],
+    }
+    set_reference(at, digest, "slide.geojson", json.dumps(slide).encode())
+    (error,) = texts(at.error)
+    assert "spans x 250 to 3000" in error and "300 x 300 px" in error
     assert digest not in at.session_state["references"]
     assert not [f for f in frames(at) if "map" in f.columns]
+    # A few pixels over the border is an outline traced along it: taken.
+    edge = {
+        "type": "Polygon",
+        "coordinates": [[[-3, -3], [303, -3], [303, 150], [-3, 150], [-3, -3]]],
+    }
+    set_reference(at, digest, "edge.geojson", json.dumps(edge).encode())
+    assert not at.error, texts(at.error)
+    assert at.session_state["references"][digest].region[:150].all()
 
 
 def test_save_stores_a_region_review_with_every_model_and_map(env: str) -> None:
