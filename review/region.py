@@ -33,7 +33,7 @@ from lran_core.predict import PRECISIONS
 from lran_core.region import BLOCK, RegionError, field_of_view_um, map_region, write_pngs
 from review import modelsets
 from review.regions import RegionResult
-from review.scoring import DEFAULT_TOLERANCE_UM, score_maps
+from review.scoring import DEFAULT_TOLERANCE_UM, score_maps, scoring_grid
 
 TUMOUR_LABELS = (2, 3)
 
@@ -110,8 +110,8 @@ def region_scores(
     result: RegionResult, labels: np.ndarray, tolerance_um: float
 ) -> dict[str, dict[str, Any]]:
     """Per model: the AUROC of its probability map against tumour (labels 2 and 3; None when
-    the mask has no tumour or only tumour), and the §3 scores of its CAM and attention against
-    every annotated pixel (labels above 0)."""
+    the mask has no tumour or only tumour; on the scores' grid), and the §3 scores of its CAM
+    and attention against every annotated pixel (labels above 0)."""
     region = labels > 0
     tumour = np.isin(labels, TUMOUR_LABELS)
     records = score_maps(
@@ -123,10 +123,13 @@ def region_scores(
         result.mpp,
         tolerance_um,
     )
+    # On the scores' grid (at most SCORE_SIDE a side), as every other score: at a large
+    # region's full size the ranking would take gigabytes.
+    tumour_grid, _ = scoring_grid(tumour)
     out: dict[str, dict[str, Any]] = {}
     for model, m in result.maps.items():
-        probability = resize_map(m.probs[result.cam_class], tumour.shape)
-        entry: dict[str, Any] = {"auroc_tumour_2_3": auroc(probability, tumour)}
+        probability = resize_map(m.probs[result.cam_class], tumour_grid.shape)
+        entry: dict[str, Any] = {"auroc_tumour_2_3": auroc(probability, tumour_grid)}
         for r in records:
             if r.model == model:
                 entry[r.map] = r.values() | {
