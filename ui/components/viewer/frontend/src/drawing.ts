@@ -10,7 +10,7 @@ export type Tool = "polygon" | "rectangle" | "freehand" | null;
 // a click is taken as the second half of a double-click, how far a freehand stroke moves
 // before a new point is kept, and how much detail its simplification may drop.
 const CLOSE_PX = 10;
-const REPEAT_PX = 4;
+export const REPEAT_PX = 4;
 const STROKE_STEP_PX = 2;
 const STROKE_TOLERANCE_PX = 0.75;
 const MIN_SIDE_PX = 3;
@@ -146,12 +146,19 @@ export class Drawing {
     this.on.redraw();
   }
 
-  closePolygon(): void {
-    if (this.draft && this.draft.length >= 3) this.commit(this.draft);
-    else this.on.redraw();
+  /** Closes the polygon being drawn when it has 3 corners or more; gives whether it did. */
+  closePolygon(): boolean {
+    if (this.tool === "polygon" && this.draft && this.draft.length >= 3) {
+      this.commit(this.draft);
+      return true;
+    }
+    this.on.redraw();
+    return false;
   }
 
   setTool(tool: Tool): void {
+    // A polygon the reader has not closed is part of their region: another tool keeps it.
+    if (tool !== this.tool) this.closePolygon();
     this.tool = tool;
     this.draft = null;
     this.hover = null;

@@ -2,7 +2,7 @@
 // row per map type with one pane per model, colour bars, scale bars and outlines.
 
 import OpenSeadragon from "openseadragon";
-import { Drawing, type Tool } from "./drawing";
+import { Drawing, REPEAT_PX, type Tool } from "./drawing";
 import { formatLength, formatNumber, niceBelow, type Poly, type XY } from "./geometry";
 import { Pyramid, pyramidSource, TILE_SIZE } from "./pyramid";
 
@@ -103,9 +103,12 @@ const IMAGE_SHARE = 0.42;
 // A view is reported to the app once the reader has stopped moving for this long: each report
 // is a rerun of the whole Streamlit script.
 const VIEW_REPORT_MS = 400;
-// How long Ctrl+Enter waits after closing a polygon before it reaches the page's Save: the
-// polygon's message is handled in a few milliseconds.
+// How long a key waits after closing a polygon before it reaches the page (Save, a diagnosis,
+// another case): the polygon's message is handled in a few milliseconds.
 const SAVE_AFTER_MS = 100;
+// The keys of the page's shortcuts (a diagnosis per digit, Enter for Ctrl+Enter, J/K/U); the
+// viewer's own keys (arrows, w/a/s/d, +/-) pan and zoom while a polygon is drawn.
+const PAGE_KEYS = /^([0-9]|Enter|[jkuJKU])$/;
 
 function el<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -201,19 +204,31 @@ export class LinkedViewer {
         for (const pane of this.panes) if (this.bounds && pane.opened) pane.viewer.viewport.fitBounds(this.bounds, true);
       }, 150);
     });
+    // A polygon the reader has not closed is part of their read: Enter closes it; any key the
+    // page uses (a diagnosis, Ctrl+Enter to save, J/K/U) closes it first; and so does leaving
+    // the viewer (a click on Save, a diagnosis or the note blurs this frame first). The
+    // polygon reaches the app by a posted message, a key by a direct dispatch: the key waits,
+    // so that the rerun it causes has the polygon.
+    let heldUntil = 0;
+    const pass = (event: KeyboardEvent): void => {
+      const wait = heldUntil - performance.now();
+      if (wait > 0) window.setTimeout(() => forwardKey(event), wait);
+      else forwardKey(event);
+    };
     document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") this.drawing.cancel();
-      else if (event.key === "Enter" && this.drawing.tool === "polygon") {
-        // An open polygon is part of the read: Enter closes it, and Ctrl+Enter closes it and
-        // then saves. The polygon reaches the app by a posted message, the key by a direct
-        // dispatch: the key waits, so that the save's rerun has the polygon.
-        this.drawing.closePolygon();
-        if (event.ctrlKey || event.metaKey) window.setTimeout(() => forwardKey(event), SAVE_AFTER_MS);
-      } else forwardKey(event);
+      if (event.key === "Escape") {
+        this.drawing.cancel();
+        return;
+      }
+      if (PAGE_KEYS.test(event.key) && this.drawing.tool === "polygon" && this.drawing.closePolygon()) {
+        heldUntil = performance.now() + SAVE_AFTER_MS;
+      }
+      const plainEnter = event.key === "Enter" && !event.ctrlKey && !event.metaKey;
+      if (!(plainEnter && this.drawing.tool === "polygon")) pass(event);
     });
-    document.addEventListener("keyup", (event) => {
-      if (event.key !== "Enter" || this.drawing.tool !== "polygon") forwardKey(event);
-      else if (event.ctrlKey || event.metaKey) window.setTimeout(() => forwardKey(event), SAVE_AFTER_MS);
+    document.addEventListener("keyup", pass);
+    window.addEventListener("blur", () => {
+      if (this.drawing.tool === "polygon") this.drawing.closePolygon();
     });
   }
 
@@ -448,6 +463,9 @@ export class LinkedViewer {
       zoomPerScroll: 1.3,
       maxImageCacheCount: cacheSize(host, sources.length),
       gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true, flickEnabled: false },
+      // Two clicks are a double-click (closing a polygon) only at one spot: two corners clicked
+      // quickly a few pixels apart are two corners.
+      dblClickDistThreshold: REPEAT_PX,
       gestureSettingsTouch: { pinchRotate: false },
     } as OpenSeadragon.Options);
 
