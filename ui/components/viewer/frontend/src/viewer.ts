@@ -161,7 +161,10 @@ export class LinkedViewer {
   private panes: Pane[] = [];
   private pyramids = new Map<string, Pyramid>();
   private leader: Pane | null = null;
-  /** The last linked view, viewport coordinates, to restore after a rebuild. */
+  /** The leader's own bounds when it last moved the others (viewport coordinates). */
+  private leaderBounds: OpenSeadragon.Rect | null = null;
+  /** The linked region every pane shows fitted (viewport coordinates; null: each pane's home),
+   * kept to restore after a rebuild. */
   private bounds: OpenSeadragon.Rect | null = null;
   private view: ViewState | null = null;
   private drawingArg: string | undefined = undefined;
@@ -201,7 +204,8 @@ export class LinkedViewer {
       // Each pane keeps its own view through a resize: line them up again afterwards.
       window.clearTimeout(this.resizeTimer);
       this.resizeTimer = window.setTimeout(() => {
-        for (const pane of this.panes) if (this.bounds && pane.opened) pane.viewer.viewport.fitBounds(this.bounds, true);
+        this.fitAll(null);
+        this.leader = null; // the next pane acted on leads from where it is now
       }, 150);
     });
     // A polygon the reader has not closed is part of their read: Enter closes it; any key the
@@ -494,7 +498,9 @@ export class LinkedViewer {
     this.panes.push(pane);
 
     const lead = (): void => {
+      if (this.leader === pane) return;
       this.leader = pane;
+      this.leaderBounds = viewer.viewport.getBounds(true);
     };
     // The pane the reader acts on leads; merely passing over a pane does not take the lead,
     // which would stop the leader's animation halfway.
@@ -563,14 +569,44 @@ export class LinkedViewer {
 
   // ---- linking ----------------------------------------------------------------------------
 
-  /** Moves every other pane to show what ``source`` shows (the same region fitted, so panes of
-   * another shape show at least that region). */
+  /** Moves the linked region as ``source`` (the leader) has just moved (the same zoom factor
+   * about the same point), and fits every other pane to it, so panes of another shape show at
+   * least that region. The region moves with the leader's change, not to the leader's bounds:
+   * a pane of another shape shows more than the region, and taking that as the region would
+   * widen it at each change of leader (zooming in on a map zoomed the image pane out). */
   private follow(source: Pane): void {
-    const bounds = source.viewer.viewport.getBounds(true);
-    this.bounds = bounds;
+    const now = source.viewer.viewport.getBounds(true);
+    const before = this.leaderBounds;
+    this.leaderBounds = now;
+    if (!before || before.width <= 0) return;
+    const k = now.width / before.width;
+    const base = this.bounds ?? this.imageIn(before);
+    this.bounds = new OpenSeadragon.Rect(
+      now.x + (base.x - before.x) * k,
+      now.y + (base.y - before.y) * k,
+      base.width * k,
+      base.height * k,
+    );
+    this.fitAll(source);
+  }
+
+  /** Fits every opened pane but ``except`` to the linked region. */
+  private fitAll(except: Pane | null): void {
+    if (!this.bounds) return;
     for (const pane of this.panes) {
-      if (pane !== source && pane.opened) pane.viewer.viewport.fitBounds(bounds, true);
+      if (pane !== except && pane.opened) pane.viewer.viewport.fitBounds(this.bounds, true);
     }
+  }
+
+  /** The part of ``bounds`` that is image (viewport coordinates), ``bounds`` if none. */
+  private imageIn(bounds: OpenSeadragon.Rect): OpenSeadragon.Rect {
+    const W = this.args?.image_width ?? 1;
+    const H = this.args?.image_height ?? W;
+    const x0 = Math.max(bounds.x, 0);
+    const y0 = Math.max(bounds.y, 0);
+    const x1 = Math.min(bounds.x + bounds.width, 1);
+    const y1 = Math.min(bounds.y + bounds.height, H / W);
+    return x1 > x0 && y1 > y0 ? new OpenSeadragon.Rect(x0, y0, x1 - x0, y1 - y0) : bounds;
   }
 
   private scheduleReport(pane: Pane): void {
@@ -749,10 +785,9 @@ export class LinkedViewer {
   /** Shows the image rectangle (image px) in every pane, at once. */
   fit(x: number, y: number, width: number, height: number): void {
     const W = this.args?.image_width ?? 1;
-    const bounds = new OpenSeadragon.Rect(x / W, y / W, width / W, height / W);
-    const pane = this.find();
-    pane.viewer.viewport.fitBounds(bounds, true);
-    this.follow(pane);
+    this.bounds = new OpenSeadragon.Rect(x / W, y / W, width / W, height / W);
+    this.fitAll(null);
+    this.leader = null;
   }
 }
 
