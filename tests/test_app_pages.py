@@ -210,7 +210,9 @@ def test_cases_are_kept_once_by_content_and_bad_files_refused_by_name(env: str) 
     assert store.image_bytes(cases[0].item.item_hash) == good
     table = next(f for f in frames(at) if "status" in f.columns)
     assert list(table["status"]) == ["unread", "unread"]
-    assert list(table["group"]) == ["patient 10253", "slide-7"]
+    # A blinded study: unread cases show no group or file name (IDC names carry the label).
+    assert list(table["group"]) == ["(shown after your unaided read)"] * 2
+    assert list(table["file"]) == ["(shown after your unaided read)"] * 2
     assert all(str(v).startswith("data:image/jpeg;base64,") for v in table["image"])
     assert any("0 of 2 done" in p.proto.text for p in at.get("progress"))
 
