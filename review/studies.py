@@ -197,7 +197,7 @@ def add_patient_mosaic(
 
 UNREAD, UNAIDED, AIDED = "unread", "unaided read saved", "aided read saved"
 # What a reader sees of a case's group and file name before their blinded first read.
-HIDDEN = "(shown after your unaided read)"
+HIDDEN_GROUP, HIDDEN_FILE = "—", "name shown after your unaided read"
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ class Worklist:
         names (``..._class1.png``) and class folders (``benign/``) carry the label."""
         work = self.items[index]
         if self.study.blinded and work.status == UNREAD:
-            return HIDDEN, HIDDEN
+            return HIDDEN_GROUP, HIDDEN_FILE
         return work.case.group, work.case.item.filename
 
     def next_unread(self, after: int = -1) -> int | None:

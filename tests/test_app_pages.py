@@ -211,8 +211,8 @@ def test_cases_are_kept_once_by_content_and_bad_files_refused_by_name(env: str) 
     table = next(f for f in frames(at) if "status" in f.columns)
     assert list(table["status"]) == ["unread", "unread"]
     # A blinded study: unread cases show no group or file name (IDC names carry the label).
-    assert list(table["group"]) == ["(shown after your unaided read)"] * 2
-    assert list(table["file"]) == ["(shown after your unaided read)"] * 2
+    assert list(table["group"]) == ["—"] * 2
+    assert list(table["file"]) == ["name shown after your unaided read"] * 2
     assert all(str(v).startswith("data:image/jpeg;base64,") for v in table["image"])
     assert any("0 of 2 done" in p.proto.text for p in at.get("progress"))
 
@@ -232,7 +232,7 @@ def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(en
     page = " ".join(texts(at.markdown) + texts(at.caption))
     assert not any(t in page for t in [*TITLES, "CAM", "attention", "idc"])
     # Nor the file name or group, which can carry the label (IDC's ..._class1.png).
-    assert "p.png" not in page and "(shown after your unaided read)" in page
+    assert "p.png" not in page and "name shown after your unaided read" in page
     draw_and_label(
         at,
         "unaided",

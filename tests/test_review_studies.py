@@ -112,7 +112,7 @@ def test_the_worklist_counts_a_readers_reads_and_skips_removed_cases(tmp_path: P
     # Blinded: group and file name only once the reader's unaided read is saved.
     assert study.blinded
     assert listed.names(1) == (cases[1].group, cases[1].item.filename)
-    assert other.names(1) == (studies.HIDDEN, studies.HIDDEN)
+    assert other.names(1) == (studies.HIDDEN_GROUP, studies.HIDDEN_FILE)
     # Removed, not deleted: it comes back with its reads when added again.
     back = studies.add_images(store, study, [("c.png", png(3))], "admin", 50)
     assert [c.case_id for c in back.added] == [cases[2].case_id]
