@@ -110,11 +110,7 @@ def main() -> None:
         height=760,
         key="viewer",
     )
-    payload = {
-        "polygons": state.polygons,
-        "view": None if state.view is None else vars(state.view),
-    }
-    st.code(json.dumps(payload), language="json")
+    st.code(json.dumps({"polygons": state.polygons}), language="json")
 
 
 main()

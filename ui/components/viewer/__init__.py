@@ -122,30 +122,16 @@ class Outline:
 
 
 @dataclass(frozen=True)
-class View:
-    """Where the reader is looking: the centre (``x``, ``y``) and the visible ``width`` and
-    ``height`` of the image in image pixels, and ``zoom``, screen (CSS) pixels per image pixel
-    in the pane the reader last moved (1 = native resolution)."""
-
-    x: float
-    y: float
-    zoom: float
-    width: float
-    height: float
-
-
-@dataclass(frozen=True)
 class ViewerState:
     """What the viewer gives back.
 
     ``polygons``: the reader's drawing in image pixels (rectangles and freehand strokes come
     back as polygons too); before the reader has drawn, the ``drawing`` that was passed in.
-    ``view``: the current view, or None before any zoom or pan. ``sent``: whether this came
-    from the browser (False: nothing was sent yet, and ``polygons`` is what was passed in).
+    ``sent``: whether this came from the browser (False: nothing was sent yet, and
+    ``polygons`` is what was passed in). Zooming and panning stay in the browser.
     """
 
     polygons: list[Polygon]
-    view: View | None
     sent: bool = True
 
 
@@ -318,11 +304,11 @@ def component_args(
 
 
 def _state(value: Any, drawing: Sequence[Polygon] | None) -> ViewerState:
-    """The frontend's value ({"polygons": [[[x, y], ...], ...], "view": {...} | null}) as a
-    ViewerState; anything malformed is dropped rather than trusted."""
+    """The frontend's value ({"polygons": [[[x, y], ...], ...]}) as a ViewerState; anything
+    malformed is dropped rather than trusted."""
     if not isinstance(value, dict):
         polygons = [[(float(x), float(y)) for x, y in p] for p in drawing or []]
-        return ViewerState(polygons=polygons, view=None, sent=False)
+        return ViewerState(polygons=polygons, sent=False)
     polygons = []
     for raw in value.get("polygons") or []:
         try:
@@ -331,14 +317,7 @@ def _state(value: Any, drawing: Sequence[Polygon] | None) -> ViewerState:
             continue
         if len(polygon) >= 3 and all(math.isfinite(c) for xy in polygon for c in xy):
             polygons.append(polygon)
-    view = None
-    raw_view = value.get("view")
-    if isinstance(raw_view, dict):
-        try:
-            view = View(**{f: float(raw_view[f]) for f in ("x", "y", "zoom", "width", "height")})
-        except (KeyError, TypeError, ValueError):
-            view = None
-    return ViewerState(polygons=polygons, view=view)
+    return ViewerState(polygons=polygons)
 
 
 def sent_state(key: str) -> ViewerState | None:

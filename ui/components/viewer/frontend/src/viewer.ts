@@ -47,17 +47,10 @@ export interface Args {
   [overlay: string]: unknown;
 }
 
-export interface ViewState {
-  x: number;
-  y: number;
-  zoom: number;
-  width: number;
-  height: number;
-}
-
+// Only the drawing goes back to the app: a zoom or pan is the browser's business, and
+// reporting it would rerun the whole page at each one.
 export interface Value {
   polygons: Poly[];
-  view: ViewState | null;
 }
 
 export interface PaneView {
@@ -100,9 +93,6 @@ const LEGEND_HEIGHT = 40;
 const MIN_IMAGE_HEIGHT = 200;
 const MIN_MAP_HEIGHT = 120;
 const IMAGE_SHARE = 0.42;
-// A view is reported to the app once the reader has stopped moving for this long: each report
-// is a rerun of the whole Streamlit script.
-const VIEW_REPORT_MS = 400;
 // How long a key waits after closing a polygon before it reaches the page (Save, a diagnosis,
 // another case): the polygon's message is handled in a few milliseconds.
 const SAVE_AFTER_MS = 100;
@@ -166,9 +156,7 @@ export class LinkedViewer {
   /** The linked region every pane shows fitted (viewport coordinates; null: each pane's home),
    * kept to restore after a rebuild. */
   private bounds: OpenSeadragon.Rect | null = null;
-  private view: ViewState | null = null;
   private drawingArg: string | undefined = undefined;
-  private reportTimer = 0;
   private resizeTimer = 0;
   private visible = new Map<string, boolean>();
   private statusLine: HTMLElement | null = null;
@@ -530,10 +518,7 @@ export class LinkedViewer {
     });
     viewer.addHandler("animation-finish", () => {
       pane.animating = false;
-      if (this.leader === pane) {
-        this.follow(pane);
-        this.scheduleReport(pane);
-      }
+      if (this.leader === pane) this.follow(pane);
       this.checkSettled();
     });
     viewer.addHandler("fully-loaded-change", () => this.checkSettled());
@@ -609,17 +594,8 @@ export class LinkedViewer {
     return x1 > x0 && y1 > y0 ? new OpenSeadragon.Rect(x0, y0, x1 - x0, y1 - y0) : bounds;
   }
 
-  private scheduleReport(pane: Pane): void {
-    window.clearTimeout(this.reportTimer);
-    this.reportTimer = window.setTimeout(() => {
-      const view = this.viewOf(pane);
-      this.view = { x: view.center[0], y: view.center[1], zoom: view.scale, width: view.bounds[2], height: view.bounds[3] };
-      this.send();
-    }, VIEW_REPORT_MS);
-  }
-
   private send(): void {
-    const value: Value = { polygons: this.drawing.polygons, view: this.view };
+    const value: Value = { polygons: this.drawing.polygons };
     this.lastValue = value;
     this.stats.reports++;
     this.updateButtons();
