@@ -291,6 +291,22 @@ def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(en
             assert predictions.loc[out.variant, "probabilities"][cls] == pytest.approx(p)
 
 
+def test_a_diagnosis_and_a_note_given_with_the_save_are_saved(env: str) -> None:
+    # Keys 2 and Ctrl+Enter pressed at once, and a note typed just before: one run carries
+    # them all, whatever order Streamlit calls their callbacks in.
+    at = review_page(patch(13))
+    case = case_id(at)
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), None)
+    at.text_area(key=f"note-{case}-unaided").input("typed, then saved at once")
+    at.button(key=f"label-{case}-2").click()
+    at.button(key="save-unaided").click()
+    at = at.run()
+    assert not at.exception
+    assert any("Saved as read 1, version 1" in s for s in texts(at.success)), texts(at.warning)
+    (row,) = Store(env).reviews_frame().itertuples()
+    assert (row.label, row.note) == ("IDC-positive", "typed, then saved at once")
+
+
 def test_the_aided_read_is_linked_and_the_unaided_one_stays_locked(env: str) -> None:
     at = review_page(patch(10))
     draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-negative")

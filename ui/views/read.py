@@ -128,7 +128,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
     for i, (column, label) in enumerate(zip(columns, choices, strict=False), start=1):
         column.button(
             label,
-            key=f"label-{case.case_id}-{i}",
+            key=_label_key(case, i),
             width="stretch",
             type="primary" if current.get("label") == label else "secondary",
             on_click=_label_clicked,
@@ -136,7 +136,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
             shortcut=str(i),
             help=f"key {i}",
         )
-    conf_key = f"confidence-{case.case_id}-{case.kind}"
+    conf_key = _field_key(case, "confidence")
     if conf_key not in st.session_state and current.get("confidence"):
         st.session_state[conf_key] = current["confidence"]
     st.segmented_control(
@@ -147,7 +147,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
         on_change=remember,
         args=(case, "confidence", conf_key),
     )
-    note_key = f"note-{case.case_id}-{case.kind}"
+    note_key = _field_key(case, "note")
     if note_key not in st.session_state:
         st.session_state[note_key] = current.get("note", "")
     st.text_area(
@@ -158,7 +158,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
         args=(case, "note", note_key),
         placeholder="optional",
     )
-    none_key = f"no-region-{case.case_id}-{case.kind}"
+    none_key = _field_key(case, "no_region")
     if none_key not in st.session_state:
         st.session_state[none_key] = bool(current.get("no_region"))
     st.checkbox(
@@ -181,6 +181,33 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
     )
 
 
+# The form's fields kept in the draft, and the prefix of their widgets' keys.
+FIELDS = {"confidence": "confidence", "note": "note", "no_region": "no-region"}
+
+
+def _field_key(case: Case, field: str) -> str:
+    return f"{FIELDS[field]}-{case.case_id}-{case.kind}"
+
+
+def _label_key(case: Case, number: int) -> str:
+    return f"label-{case.case_id}-{number}"
+
+
+def _widgets_now(case: Case) -> None:
+    """Keeps in the draft what the form's widgets hold in this run. A reader who presses 2 and
+    Ctrl+Enter at once (or types a note and saves) sends both in one run, and Streamlit may call
+    Save's callback before the diagnosis button's or the note's."""
+    changes: dict[str, Any] = {}
+    for number, label in enumerate(case.labels.choices, start=1):
+        if st.session_state.get(_label_key(case, number)):
+            changes["label"] = label
+    for field in FIELDS:
+        if _field_key(case, field) in st.session_state:
+            changes[field] = st.session_state[_field_key(case, field)]
+    if any(draft(case).get(k) != v for k, v in changes.items()):
+        keep(case, **changes)
+
+
 def save_read(case: Case, build: Build, read: Read) -> None:
     """Save button callback: checks the read, builds its record (scores included) and stores
     it in one transaction; the outcome (or why not) is kept for the page to show."""
@@ -191,6 +218,7 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     latest = sent_state(viewer_key(case))
     if latest is not None:
         drawn(case, latest)
+    _widgets_now(case)
     current = draft(case)
     label = current.get("label")
     if not label:
