@@ -293,7 +293,7 @@ def test_a_blinded_read_shows_no_model_output_until_the_unaided_read_is_saved(en
 
 def test_a_diagnosis_and_a_note_given_with_the_save_are_saved(env: str) -> None:
     # Keys 2 and Ctrl+Enter pressed at once, and a note typed just before: one run carries
-    # them all, whatever order Streamlit calls their callbacks in.
+    # them all, and Save takes the diagnosis pressed in its run whichever callback runs first.
     at = review_page(patch(13))
     case = case_id(at)
     draw_and_label(at, "unaided", rect(0, 0, 25, 25), None)

@@ -136,7 +136,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
             shortcut=str(i),
             help=f"key {i}",
         )
-    conf_key = _field_key(case, "confidence")
+    conf_key = f"confidence-{case.case_id}-{case.kind}"
     if conf_key not in st.session_state and current.get("confidence"):
         st.session_state[conf_key] = current["confidence"]
     st.segmented_control(
@@ -147,7 +147,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
         on_change=remember,
         args=(case, "confidence", conf_key),
     )
-    note_key = _field_key(case, "note")
+    note_key = f"note-{case.case_id}-{case.kind}"
     if note_key not in st.session_state:
         st.session_state[note_key] = current.get("note", "")
     st.text_area(
@@ -158,7 +158,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
         args=(case, "note", note_key),
         placeholder="optional",
     )
-    none_key = _field_key(case, "no_region")
+    none_key = f"no-region-{case.case_id}-{case.kind}"
     if none_key not in st.session_state:
         st.session_state[none_key] = bool(current.get("no_region"))
     st.checkbox(
@@ -181,31 +181,18 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
     )
 
 
-# The form's fields kept in the draft, and the prefix of their widgets' keys.
-FIELDS = {"confidence": "confidence", "note": "note", "no_region": "no-region"}
-
-
-def _field_key(case: Case, field: str) -> str:
-    return f"{FIELDS[field]}-{case.case_id}-{case.kind}"
-
-
 def _label_key(case: Case, number: int) -> str:
     return f"label-{case.case_id}-{number}"
 
 
-def _widgets_now(case: Case) -> None:
-    """Keeps in the draft what the form's widgets hold in this run. A reader who presses 2 and
-    Ctrl+Enter at once (or types a note and saves) sends both in one run, and Streamlit may call
-    Save's callback before the diagnosis button's or the note's."""
-    changes: dict[str, Any] = {}
+def _label_now(case: Case) -> None:
+    """Keeps in the draft a diagnosis button pressed in this run. When 2 and Ctrl+Enter arrive
+    while a rerun is going, Streamlit merges the two requests and puts the button's trigger
+    after Save's (``_coalesce_widget_states`` appends a kept trigger), so Save's callback runs
+    before the button's. Other widgets keep their order."""
     for number, label in enumerate(case.labels.choices, start=1):
-        if st.session_state.get(_label_key(case, number)):
-            changes["label"] = label
-    for field in FIELDS:
-        if _field_key(case, field) in st.session_state:
-            changes[field] = st.session_state[_field_key(case, field)]
-    if any(draft(case).get(k) != v for k, v in changes.items()):
-        keep(case, **changes)
+        if st.session_state.get(_label_key(case, number)) and draft(case).get("label") != label:
+            keep(case, label=label)
 
 
 def save_read(case: Case, build: Build, read: Read) -> None:
@@ -218,7 +205,7 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     latest = sent_state(viewer_key(case))
     if latest is not None:
         drawn(case, latest)
-    _widgets_now(case)
+    _label_now(case)
     current = draft(case)
     label = current.get("label")
     if not label:
