@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from annotations.blobs import ENV_BLOBS, BlobError, blob_store
 from annotations.masks import mask_to_png, png_to_mask
 from annotations.records import (
+    REFERENCE_PREFIX,
     CaseRecord,
     ItemRecord,
     ReaderRecord,
@@ -833,17 +834,31 @@ class Store:
                 select(Place.reader).order_by(Place.updated_at.desc()).limit(1)
             ).scalar()
 
+    def reader_names(self) -> list[str]:
+        """Every reader name in use, sorted: accounts, and names that have read, drafted or
+        moved (imported references' names are not readers)."""
+        with self._reading() as session:
+            names: set[str] = set()
+            for column in (Reader.name, Review.reader, Draft.reader, Place.reader):
+                names.update(session.execute(select(column).distinct()).scalars())
+        return sorted(n for n in names if not n.startswith(REFERENCE_PREFIX))
+
     # -----------------------------------------------------------------------------------------
     # Accounts
 
     def add_reader(self, name: str, password_hash: str | None, role: str = "reader") -> None:
-        """Creates an account; ValueError when the name is taken or the role unknown."""
+        """Creates an account; ValueError when the name is taken (in any case: "Alice" and
+        "alice" are one name) or the role unknown."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         check_text(name, "name", NAME_LENGTH)
         with self.writing() as session:
-            if session.get(Reader, name) is not None:
-                raise ValueError(f"an account named {name!r} exists already")
+            taken = session.execute(
+                select(Reader.name).where(func.lower(Reader.name) == name.lower())
+            ).scalar()
+            if taken is not None:
+                # One person, one account: "Alice" and "alice" would be two readers.
+                raise ValueError(f"an account named {taken!r} exists already")
             session.add(
                 Reader(
                     name=name, password_hash=password_hash, role=role, created_at=datetime.now(UTC)

@@ -63,6 +63,19 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def known_spelling(store: Store, name: str) -> str:
+    """``name`` (normalised) as it is already spelt in the store when it differs only in case
+    ("alice" for "Alice" who has read before): one person stays one reader, whatever they
+    type. An account's spelling first, then ``name`` itself if in use, then the first in use;
+    a new name as it is."""
+    folded = name.casefold()
+    accounts = sorted(r.name for r in store.readers() if r.name.casefold() == folded)
+    if accounts:
+        return accounts[0]
+    same = [n for n in store.reader_names() if n.casefold() == folded]
+    return name if name in same or not same else same[0]
+
+
 def sign_in(store: Store, name: str, password: str) -> str:
     """The normalised name of the account whose password this is; IdentityError otherwise
     (unknown name, wrong password, disabled account, or an account without a password)."""
@@ -70,7 +83,7 @@ def sign_in(store: Store, name: str, password: str) -> str:
         key = normalise_name(name)
     except IdentityError:
         raise IdentityError("that name and password do not match an account") from None
-    account = store.reader(key)
+    account = store.reader(known_spelling(store, key))
     refused = IdentityError("that name and password do not match an account")
     if account is None or account.password_hash is None:
         # Hash anyway, so an unknown name takes as long as a wrong password.

@@ -7,7 +7,20 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_pages import APP, HISTORY, REVIEW, add, draw_and_label, patch, png, rect, save, texts
+from test_app_pages import (
+    APP,
+    HISTORY,
+    REVIEW,
+    add,
+    draw_and_label,
+    patch,
+    png,
+    rect,
+    review_page,
+    save,
+    start,
+    texts,
+)
 
 from annotations.store import Store
 from review import identity
@@ -46,6 +59,7 @@ def test_password_mode_signs_in_and_refuses_wrong_passwords(accounts: str) -> No
     assert wrong.session_state["_person"] is None
     at = sign_in("dr\u200b-a")  # the same account, whatever invisible characters are typed
     assert at.session_state["_person"].name == "dr-a"
+    assert sign_in("DR-A").session_state["_person"].name == "dr-a"  # or case
     assert not at.session_state["_person"].admin
     assert any("Signed in as" in c for c in texts(at.caption))
 
@@ -107,3 +121,13 @@ def test_local_mode_is_refused_off_loopback(env: str) -> None:
         assert at.session_state["_person"] is None
     finally:
         config.set_option("server.address", original)
+
+
+def test_a_name_typed_in_another_case_is_the_same_local_reader(env: str) -> None:
+    at = review_page(patch(41))
+    draw_and_label(at, "unaided", rect(0, 0, 25, 50), "IDC-positive")
+    at = save(at, "unaided")
+    again = start("DR-A")  # the next day, caps lock on
+    assert again.session_state["_person"].name == "dr-a"
+    table = next(d.value for d in again.dataframe if "status" in d.value.columns)
+    assert list(table["status"]) == ["unaided read saved"]

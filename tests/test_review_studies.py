@@ -162,6 +162,19 @@ def test_reader_names_are_normalised_and_reference_is_reserved() -> None:
             identity.normalise_name(bad)
 
 
+def test_a_name_typed_in_another_case_is_the_reader_already_known(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    filled(store)  # reads by dr-a
+    store.set_place("dr-b", filled_study_id := store.studies()[0].study_id, None)
+    assert store.reader_names() == ["dr-a", "dr-b"]
+    assert filled_study_id
+    assert identity.known_spelling(store, "DR-A") == "dr-a"
+    assert identity.known_spelling(store, "dr-b") == "dr-b"
+    assert identity.known_spelling(store, "Dr-C") == "Dr-C"  # new: as typed
+    store.add_reader("DR-A", None)  # an account's spelling comes first
+    assert identity.known_spelling(store, "dr-a") == "DR-A"
+
+
 def test_accounts_sign_in_with_a_hashed_password_and_can_be_disabled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -174,6 +187,10 @@ def test_accounts_sign_in_with_a_hashed_password_and_can_be_disabled(
     assert account.password_hash.startswith("$argon2id$")
     assert "correct horse" not in account.password_hash
     assert identity.sign_in(store, "Dr-A", "correct horse battery") == "Dr-A"
+    # One person, one name, whatever the case typed: the account's spelling is the name.
+    assert identity.sign_in(store, "dr-a", "correct horse battery") == "Dr-A"
+    with pytest.raises(ValueError, match="exists already"):
+        store.add_reader("DR-A", None)
     with pytest.raises(identity.IdentityError, match="do not match"):
         identity.sign_in(store, "Dr-A", "wrong password!")
     with pytest.raises(identity.IdentityError, match="do not match"):

@@ -44,9 +44,12 @@ def _local() -> Person | None:
         return None
     try:
         name = identity.normalise_name(typed)
+        name = identity.known_spelling(cache.store(cache.database_url()), name)
     except identity.IdentityError as err:
         st.error(widgets.plain(str(err)))
         return None
+    except StoreError:
+        pass  # the name as typed; the database's trouble is reported where it is read
     st.query_params["reader"] = name
     st.session_state["_reader_name"] = name
     # One person on this machine: they manage the studies too.
