@@ -74,6 +74,10 @@ def readers(args: argparse.Namespace) -> None:
     elif args.action == "password":
         store.update_reader(name, password_hash=identity.hash_password(_password(args)))
         print(f"password of {name} changed")
+    elif args.action in ("promote", "demote"):
+        role = "admin" if args.action == "promote" else "reader"
+        store.update_reader(name, role=role)
+        print(f"{name} is now {'an admin' if role == 'admin' else 'a reader'}")
     else:
         store.update_reader(name, disabled=args.action == "disable")
         print(f"{name} {args.action}d")
@@ -149,7 +153,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="SQLAlchemy URL of the review store")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("readers", help="reader accounts")
-    r.add_argument("action", choices=("add", "list", "disable", "enable", "password"))
+    r.add_argument(
+        "action", choices=("add", "list", "disable", "enable", "password", "promote", "demote")
+    )
     r.add_argument("name", nargs="?", default="")
     r.add_argument("--admin", action="store_true", help="with add: an admin account")
     r.add_argument("--password-stdin", action="store_true", help="read the password from stdin")

@@ -198,6 +198,12 @@ def test_accounts_sign_in_with_a_hashed_password_and_can_be_disabled(
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert cli(["--db", url, "readers", "add", "dr-b", "--password-stdin"]) == 2
     assert "at least 10 characters" in capsys.readouterr().err
+    # An admin can be made a reader again, and back.
+    assert cli(["--db", url, "readers", "demote", "Dr-A"]) == 0
+    assert store.reader("Dr-A").role == "reader"
+    assert cli(["--db", url, "readers", "promote", "Dr-A"]) == 0
+    assert store.reader("Dr-A").role == "admin"
+    assert cli(["--db", url, "readers", "demote", "nobody"]) == 2
     assert cli(["--db", url, "readers", "disable", "Dr-A"]) == 0
     with pytest.raises(identity.IdentityError, match="disabled"):
         identity.sign_in(store, "Dr-A", "correct horse battery")
