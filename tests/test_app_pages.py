@@ -37,7 +37,8 @@ from lran_core.maps import resize_map
 from lran_core.models import DISPLAY_NAMES
 from review import exports, modelsets
 from review.patches import PatchMaps, explain_patch
-from review.scoring import score_maps
+from review.scoring import ScoredMap, score_maps
+from ui.views import maps as maps_view
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -547,6 +548,23 @@ def test_each_models_map_quality_is_shown_with_a_warning_where_it_misses_a_goal(
     assert len(parts) == len(expected)
     for part, want in zip(parts, expected, strict=True):
         assert part.startswith(want), (part, want)
+
+
+def test_each_colour_bar_names_its_cam_class_where_the_models_differ() -> None:
+    look = maps_view.Look(opacity=0.6, cmap="viridis", shared=True)
+    values = np.random.default_rng(0).random((8, 8))
+    rows = {
+        "resnet18": {"cam": ScoredMap(values, "IDC-negative")},
+        "resnet18-lran": {"cam": ScoredMap(values, "IDC-positive")},
+    }
+    legends = {m: o.legend.label for m, o in maps_view._row(rows, "cam", "CAM", look).items()}
+    assert legends == {
+        "resnet18": "CAM (IDC-negative; shared, 1-99%)",
+        "resnet18-lran": "CAM (IDC-positive; shared, 1-99%)",
+    }
+    rows["resnet18"]["cam"] = ScoredMap(values, "IDC-positive")
+    same = maps_view._row(rows, "cam", "CAM (IDC-positive)", look)
+    assert {o.legend.label for o in same.values()} == {"CAM (IDC-positive) (shared, 1-99%)"}
 
 
 def test_a_non_square_patch_is_scored_in_its_own_pixels(env: str) -> None:

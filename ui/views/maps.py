@@ -79,8 +79,16 @@ def _row(
         [rows[m][name].values for m in models], shared=look.shared, fixed=fixed, cmap=look.cmap
     )
     scale = "0-1" if fixed else "shared, 1-99%" if look.shared else "per map, 1-99%"
+    # Where the models' CAMs are of different classes (each its own prediction), the row's
+    # label cannot name one: each colour bar names its own.
+    classes = {rows[m][name].cam_class for m in models}
+
+    def caption(m: str) -> str:
+        own = rows[m][name].cam_class
+        return f"{label} ({own}; {scale})" if len(classes) > 1 and own else f"{label} ({scale})"
+
     return {
-        m: Overlay(c.rgba, Legend(look.cmap, c.low, c.high, f"{label} ({scale})"), look.opacity)
+        m: Overlay(c.rgba, Legend(look.cmap, c.low, c.high, caption(m)), look.opacity)
         for m, c in zip(models, coloured, strict=True)
     }
 
