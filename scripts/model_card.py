@@ -253,11 +253,27 @@ def _print_maps(
 
 def _print_runs(runs: Path, name: str, labels: dict[str, str]) -> None:
     if name == "idc":
-        folds: dict[str, list[dict[str, Any]]] = {}
+        # The folds every variant has run, so that the rows compare (a fold's patients can be
+        # harder for all three); a fold under way is printed apart.
+        complete = [
+            f
+            for f in sorted(runs.glob("cv/fold*"))
+            if all((f / v / "eval.json").is_file() for v in labels)
+        ]
+        folds: dict[str, list[dict[str, Any]]] = {
+            v: [json.loads((f / v / "eval.json").read_text()) for f in complete] for v in labels
+        }
         for path in sorted(runs.glob("cv/fold*/*/eval.json")):
-            folds.setdefault(path.parent.name, []).append(json.loads(path.read_text()))
-        if folds:
-            print("\n### cross-validation (mean ± sd over folds)\n")
+            if path.parent.parent not in complete:
+                r = json.loads(path.read_text())
+                print(
+                    f"{path.parent.parent.name} (under way), {labels[path.parent.name]}: "
+                    f"accuracy {r['accuracy']:.3f}, balanced accuracy "
+                    f"{r['balanced_accuracy']:.3f}, AUC {r['auc']:.3f}"
+                )
+        if complete:
+            names = ", ".join(f.name for f in complete)
+            print(f"\n### cross-validation (mean ± sd over {names})\n")
             print("| | folds | accuracy | balanced accuracy | AUC | IDC+ CAM peaks in ring |")
             print("|---|---|---|---|---|---|")
             for variant in labels:
