@@ -900,12 +900,7 @@ async def _reader(
 
     page.on("websocket", opened)
     try:
-        await page.goto(url)
-        await page.get_by_role("heading", name="LRAN Review").wait_for()
-        box = page.get_by_role("textbox", name="Reader")
-        await box.fill(name)
-        await box.press("Enter")
-        await _settle(page)
+        await _sign_in(page, url, name)
         await page.get_by_role("button", name="Next unread case").click()
         header = await _header(page)
         await _settle(page)
@@ -1111,17 +1106,22 @@ def run_load(
     return out
 
 
-async def _open_as(browser: Browser, url: str, name: str, timeout_ms: int) -> Page:
-    """A new page of ``browser`` on the app at ``url``, the reader ``name`` typed into the
-    Reader box (Enter) and the rerun over."""
-    page = await browser.new_page(viewport=VIEWPORT)
-    page.set_default_timeout(timeout_ms)
+async def _sign_in(page: Page, url: str, name: str) -> None:
+    """``page`` on the app at ``url``, the reader ``name`` typed into the Reader box (Enter)
+    and the rerun over."""
     await page.goto(url)
     await page.get_by_role("heading", name="LRAN Review").wait_for()
     box = page.get_by_role("textbox", name="Reader")
     await box.fill(name)
     await box.press("Enter")
     await _settle(page)
+
+
+async def _open_as(browser: Browser, url: str, name: str, timeout_ms: int) -> Page:
+    """A new page of ``browser`` signed in as ``name`` (:func:`_sign_in`)."""
+    page = await browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(timeout_ms)
+    await _sign_in(page, url, name)
     return page
 
 

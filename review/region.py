@@ -123,8 +123,8 @@ def region_scores(
         result.mpp,
         tolerance_um,
     )
-    # On the scores' grid (at most SCORE_SIDE a side), as every other score: at a large
-    # region's full size the ranking would take gigabytes.
+    # On the scores' grid (at most SCORE_SIDE a side), as every other score: a large region at
+    # full size is up to 120 million pixels to rank.
     tumour_grid, _ = scoring_grid(tumour)
     out: dict[str, dict[str, Any]] = {}
     for model, m in result.maps.items():

@@ -199,15 +199,19 @@ def export_study(store: Store, study: StudyRecord) -> bytes:
     return buffer.getvalue()
 
 
-def _checked_masks(archive: zipfile.ZipFile, content: dict[str, Any]) -> dict[int, np.ndarray]:
-    """Every read's region as a mask, by read id. Refuses (ValueError) an export that lacks an
-    image or holds a malformed region, before anything is written: the store writes a study, a
-    case and a read each in its own transaction, and a half-imported study would block a
-    retry. KeyError, TypeError or AttributeError where study.json has not the export's shape."""
+def _checked(
+    archive: zipfile.ZipFile, content: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], dict[int, np.ndarray]]:
+    """The export's items by hash and every read's region as a mask by read id. Refuses
+    (ValueError) an export that lacks an image or holds a malformed region, before anything is
+    written: the store writes a study, a case and a read each in its own transaction, and a
+    half-imported study would block a retry. KeyError, TypeError or AttributeError where
+    study.json has not the export's shape."""
     if not isinstance(content["study"], dict):
         raise TypeError("'study' is not an object")
     present = set(archive.namelist())
-    items, masks = {}, {}
+    items: dict[str, dict[str, Any]] = {}
+    masks: dict[int, np.ndarray] = {}
     for case in content["cases"]:
         items[case["item"]["item_hash"]] = case["item"]
         if f"images/{case['item']['item_hash']}" not in present:
@@ -222,7 +226,7 @@ def _checked_masks(archive: zipfile.ZipFile, content: dict[str, Any]) -> dict[in
             )
         except ValueError as err:
             raise ValueError(f"read {read['read_id']} has a malformed region: {err}") from None
-    return masks
+    return items, masks
 
 
 def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRecord:
@@ -239,11 +243,10 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
         raise ValueError(f"not a study export of format {FORMAT} (got {found!r})")
     try:
-        masks = _checked_masks(archive, content)
+        items, masks = _checked(archive, content)
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"a malformed study.json ({type(err).__name__}: {err})") from None
     info = content["study"]
-    items = {c["item"]["item_hash"]: c["item"] for c in content["cases"]}
     study = store.create_study(
         name or info["name"],
         info["label_set"],
@@ -263,18 +266,17 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
                 store.remove_case(added.case_id, None)
     read_ids: dict[int, int] = {}
     for read in sorted(content["reads"], key=lambda r: r["read_id"]):
-        item = items[read["item_hash"]]
-        mask = masks[read["read_id"]]
+        of = items[read["item_hash"]]
         record = ReviewRecord(
             item_hash=read["item_hash"],
-            filename=item["filename"],
-            width=item["width"],
-            height=item["height"],
+            filename=of["filename"],
+            width=of["width"],
+            height=of["height"],
             kind=read["kind"],
             reader=read["reader"],
             model_set=read["model_set"],
             label=read["label"],
-            mask=mask,
+            mask=masks[read["read_id"]],
             geojson=read["geojson"],
             predictions=read["predictions"],
             scores=[ScoreRecord(**s) for s in read["scores"]],

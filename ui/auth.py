@@ -44,12 +44,18 @@ def _local() -> Person | None:
         return None
     try:
         name = identity.normalise_name(typed)
-        name = identity.known_spelling(cache.store(cache.database_url()), name)
     except identity.IdentityError as err:
         st.error(widgets.plain(str(err)))
         return None
-    except StoreError:
-        pass  # the name as typed; the database's trouble is reported where it is read
+    # The store's spelling of the name (another case typed), looked up when the name changes,
+    # not at every rerun.
+    if st.session_state.get("_reader_typed") != name:
+        try:
+            known = identity.known_spelling(cache.store(cache.database_url()), name)
+        except StoreError:
+            known = name  # as typed; the database's trouble is reported where it is read
+        st.session_state["_reader_typed"], st.session_state["_reader_known"] = name, known
+    name = st.session_state["_reader_known"]
     st.query_params["reader"] = name
     st.session_state["_reader_name"] = name
     # One person on this machine: they manage the studies too.

@@ -152,10 +152,10 @@ def worklist_table(list_: Worklist, person: auth.Person) -> None:
         if pages > 1
         else 1
     )
-    shown = list_.items[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     first = (page - 1) * PAGE_SIZE
+    shown = range(first, min(first + PAGE_SIZE, len(list_.items)))
     rows = []
-    for index in range(first, first + len(shown)):
+    for index in shown:
         w = list_.items[index]
         group, filename = list_.names(index)
         rows.append(
