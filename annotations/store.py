@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -147,6 +148,8 @@ class Store:
             )
             _configure_sqlite(self.engine)
             self._write_engine = self.engine.execution_options(lran_begin="BEGIN IMMEDIATE")
+        # The transaction that :meth:`writing` has open, per thread: app sessions share a store.
+        self._open = threading.local()
         self.blobs = blob_store(
             blobs if blobs is not None else os.environ.get(ENV_BLOBS), self._file
         )
@@ -561,11 +564,22 @@ class Store:
     def writing(self, action: str = "write to") -> Iterator[Session]:
         """A write transaction on the database (see :meth:`save_review` for the guarantees):
         committed when the block ends, rolled back on an exception. ValueError passes through;
-        database failures become StoreError."""
+        database failures become StoreError.
+
+        Writes made inside an open block, by this thread, join its transaction: the block
+        commits all of them or none (a study import: the study, its cases and its reads)."""
+        joined: Session | None = getattr(self._open, "session", None)
+        if joined is not None:
+            yield joined
+            return
         self._check_file()
         try:
             with Session(self._write_engine) as session, session.begin():
-                yield session
+                self._open.session = session
+                try:
+                    yield session
+                finally:
+                    self._open.session = None
         except (ValueError, StoreError, BlobError):
             raise
         except (SQLAlchemyError, OSError) as exc:

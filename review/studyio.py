@@ -203,10 +203,9 @@ def _checked(
     archive: zipfile.ZipFile, content: dict[str, Any]
 ) -> tuple[dict[str, dict[str, Any]], dict[int, np.ndarray]]:
     """The export's items by hash and every read's region as a mask by read id. Refuses
-    (ValueError) an export that lacks an image or holds a malformed region, before anything is
-    written: the store writes a study, a case and a read each in its own transaction, and a
-    half-imported study would block a retry. KeyError, TypeError or AttributeError where
-    study.json has not the export's shape."""
+    (ValueError) an export that lacks an image or holds a malformed region, naming it, before
+    anything is written. KeyError, TypeError or AttributeError where study.json has not the
+    export's shape."""
     if not isinstance(content["study"], dict):
         raise TypeError("'study' is not an object")
     present = set(archive.namelist())
@@ -233,7 +232,8 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
     """Restores an exported study into ``store`` (under ``name``, default its own), with its
     cases, images and reads (versions, times and links kept). Raises ValueError, before
     writing anything, for a file that is not an export, a missing image or a malformed region;
-    and for a study name that exists."""
+    and for a study name that exists; StoreError when the database fails. Either way nothing is
+    written: the whole study is one transaction."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         content = json.loads(archive.read("study.json"))
@@ -247,58 +247,60 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"a malformed study.json ({type(err).__name__}: {err})") from None
     info = content["study"]
-    study = store.create_study(
-        name or info["name"],
-        info["label_set"],
-        info["blinding"],
-        info["model_set"],
-        bool(info["anonymise"]),
-        info.get("created_by"),
-    )
-    case_ids: dict[int, int] = {}
-    with archive:
-        for case in sorted(content["cases"], key=lambda c: c["position"]):
-            item = ItemRecord(**case["item"])
-            image = archive.read(f"images/{item.item_hash}")
-            added, _ = store.add_case(study.study_id, item, image, case["group"], None)
-            case_ids[case["case_id"]] = added.case_id
-            if case["removed"]:
-                store.remove_case(added.case_id, None)
-    read_ids: dict[int, int] = {}
-    for read in sorted(content["reads"], key=lambda r: r["read_id"]):
-        of = items[read["item_hash"]]
-        record = ReviewRecord(
-            item_hash=read["item_hash"],
-            filename=of["filename"],
-            width=of["width"],
-            height=of["height"],
-            kind=read["kind"],
-            reader=read["reader"],
-            model_set=read["model_set"],
-            label=read["label"],
-            mask=masks[read["read_id"]],
-            geojson=read["geojson"],
-            predictions=read["predictions"],
-            scores=[ScoreRecord(**s) for s in read["scores"]],
-            mpp=read["mpp"],
-            overlap=read["overlap"],
-            note=read["note"],
-            is_reference=read["is_reference"],
-            imported_by=read["imported_by"],
-            study_id=study.study_id,
-            case_id=case_ids.get(read["case_id"]) if read["case_id"] is not None else None,
-            read_kind=read["read_kind"],
-            blinded=read["blinded"],
-            visible=read["visible"],
-            confidence=read["confidence"],
-            no_region=read["no_region"],
-            parent_id=read_ids.get(read["parent_id"]) if read["parent_id"] else None,
-            anonymised=read["anonymised"],
-            best_map=read["best_map"],
-            label_set=read["label_set"],
-            created_at=datetime.fromisoformat(read["created_at"]),
+    # One transaction: a database failure midway leaves nothing to trip over on a retry.
+    with store.writing("import a study into"):
+        study = store.create_study(
+            name or info["name"],
+            info["label_set"],
+            info["blinding"],
+            info["model_set"],
+            bool(info["anonymise"]),
+            info.get("created_by"),
         )
-        read_ids[read["read_id"]] = store.save_review(record).review_id
+        case_ids: dict[int, int] = {}
+        with archive:
+            for case in sorted(content["cases"], key=lambda c: c["position"]):
+                item = ItemRecord(**case["item"])
+                image = archive.read(f"images/{item.item_hash}")
+                added, _ = store.add_case(study.study_id, item, image, case["group"], None)
+                case_ids[case["case_id"]] = added.case_id
+                if case["removed"]:
+                    store.remove_case(added.case_id, None)
+        read_ids: dict[int, int] = {}
+        for read in sorted(content["reads"], key=lambda r: r["read_id"]):
+            of = items[read["item_hash"]]
+            record = ReviewRecord(
+                item_hash=read["item_hash"],
+                filename=of["filename"],
+                width=of["width"],
+                height=of["height"],
+                kind=read["kind"],
+                reader=read["reader"],
+                model_set=read["model_set"],
+                label=read["label"],
+                mask=masks[read["read_id"]],
+                geojson=read["geojson"],
+                predictions=read["predictions"],
+                scores=[ScoreRecord(**s) for s in read["scores"]],
+                mpp=read["mpp"],
+                overlap=read["overlap"],
+                note=read["note"],
+                is_reference=read["is_reference"],
+                imported_by=read["imported_by"],
+                study_id=study.study_id,
+                case_id=case_ids.get(read["case_id"]) if read["case_id"] is not None else None,
+                read_kind=read["read_kind"],
+                blinded=read["blinded"],
+                visible=read["visible"],
+                confidence=read["confidence"],
+                no_region=read["no_region"],
+                parent_id=read_ids.get(read["parent_id"]) if read["parent_id"] else None,
+                anonymised=read["anonymised"],
+                best_map=read["best_map"],
+                label_set=read["label_set"],
+                created_at=datetime.fromisoformat(read["created_at"]),
+            )
+            read_ids[read["read_id"]] = store.save_review(record).review_id
     return study
 
 

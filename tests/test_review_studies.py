@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy.exc import OperationalError
 from test_annotations_store import db_url  # noqa: F401 - the SQLite / PostgreSQL fixture
 
 from annotations.geojson import mask_to_geojson
 from annotations.records import ReviewRecord, ScoreRecord
 from annotations.scores import agreement
-from annotations.store import Store
+from annotations.store import Store, StoreError
 from review import identity, studies, studyio
 from review.cli import main as cli
 
@@ -210,7 +211,11 @@ def test_accounts_sign_in_with_a_hashed_password_and_can_be_disabled(
     assert cli(["--db", url, "readers", "add", "reference:x", "--no-password"]) == 2
 
 
-def test_a_study_exports_and_imports_into_an_empty_database(db_url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_a_study_exports_and_imports_into_an_empty_database(
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     source = Store(f"sqlite:///{tmp_path / 'source.sqlite'}")
     study, cases = filled(source)
     data = studyio.export_study(source, study)
@@ -283,6 +288,26 @@ def test_a_study_exports_and_imports_into_an_empty_database(db_url: str, tmp_pat
         studyio.import_study(
             target, _rewritten(data, lambda n, b: b"[]" if n == "study.json" else b)
         )
+
+    # A database failure at the second read rolls back the study, its cases and its first read:
+    # the retry under the same name goes through.
+    insert, calls = target._insert, []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OperationalError("INSERT INTO review", {}, Exception("disk I/O error"))
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(target, "_insert", failing)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        studyio.import_study(target, data, "second copy")
+    monkeypatch.undo()
+    assert "second copy" not in [s.name for s in target.studies()]
+    assert len(target.reviews_frame()) == 3  # the first copy's
+    second = studyio.import_study(target, data, "second copy")
+    assert len(target.cases(second.study_id)) == 2
+    assert len(target.reviews_frame(study_id=second.study_id)) == 3
 
 
 def _rewritten(data: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
