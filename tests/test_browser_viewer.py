@@ -288,6 +288,28 @@ def test_zooming_one_pane_zooms_all(viewer: Viewer) -> None:
         assert pane["zoom"] == pytest.approx(earlier["zoom"] * 1.3, rel=0.02), pane
 
 
+def test_a_small_patch_zooms_past_fit(browser: Any, viewer_url: str) -> None:
+    # A 50 px patch fits its pane at about 10 screen pixels per pixel; the zoom used to stop
+    # there (OpenSeadragon's 4 px per pixel), so its cells could not be looked at closer.
+    v = Viewer(browser, f"{viewer_url}/?side=50")
+    try:
+        before = v.views()
+        box = v.ui.locator("[data-testid=viewer-pane][data-kind=image]").bounding_box()
+        assert box is not None
+        v.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        for _ in range(12):
+            v.page.mouse.wheel(0, -120)
+            v.page.wait_for_timeout(50)
+        v.settle()
+        after = v.views()
+        for pane, fit in zip(after, before, strict=True):
+            # 1.3 ** 12 = 23 asked for; stopped at 4 times fit, in every pane.
+            assert pane["zoom"] == pytest.approx(4 * fit["zoom"], rel=0.02), pane
+        v.shot("03b-small-patch-zoomed")
+    finally:
+        v.close()
+
+
 def test_outline_checkbox_hides_it_in_every_pane(viewer: Viewer) -> None:
     ui = viewer.ui
     reference = ui.locator("[data-testid=viewer-outline][data-outline=reference]")

@@ -6,7 +6,7 @@ scale, CAM on a scale of its own per model), a reference outline and a hidden sa
 the component's returned state is written below it as JSON for the test to read.
 
 Query parameters: ``mpp=none`` (scale unknown), ``attention=1`` (a third row in which the base
-model has no map).
+model has no map), ``side=50`` (a square image of that many pixels, as an IDC patch).
 """
 
 from __future__ import annotations
@@ -97,8 +97,9 @@ def main() -> None:
     mpp = None if params.get("mpp") == "none" else float(params.get("mpp", MPP))
     attention = params.get("attention") == "1"
     rows = ["probability", "CAM", *(["attention"] if attention else [])]
+    side = int(params.get("side", 0))
     state = viewer(
-        tissue(WIDTH, HEIGHT),
+        tissue(side, side) if side else tissue(WIDTH, HEIGHT),
         mpp=mpp,
         columns=COLUMNS,
         rows=rows,

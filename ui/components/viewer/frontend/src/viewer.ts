@@ -99,6 +99,10 @@ const SAVE_AFTER_MS = 100;
 // The keys of the page's shortcuts (a diagnosis per digit, Enter for Ctrl+Enter, J/K/U); the
 // viewer's own keys (arrows, w/a/s/d, +/-) pan and zoom while a polygon is drawn.
 const PAGE_KEYS = /^([0-9]|Enter|[jkuJKU])$/;
+// Zoom stops at 4 screen pixels per image pixel, or 4 times fit-to-pane where that is more:
+// a 50 px patch fits its pane at about 10 screen pixels per pixel, and must still zoom in.
+const MAX_PIXEL_RATIO = 4;
+const MAX_OVER_FIT = 4;
 
 function el<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -451,7 +455,6 @@ export class LinkedViewer {
       visibilityRatio: 0.2,
       constrainDuringPan: false,
       minZoomImageRatio: 0.5,
-      maxZoomPixelRatio: 4,
       zoomPerScroll: 1.3,
       maxImageCacheCount: cacheSize(host, sources.length),
       gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true, flickEnabled: false },
@@ -500,8 +503,19 @@ export class LinkedViewer {
       const code = (e.originalEvent as KeyboardEvent).keyCode;
       if (code === 82 || code === 70) e.preventDefaultAction = true;
     });
+    const limitZoom = (): void => {
+      const item = viewer.world.getItemAt(0);
+      if (!item) return;
+      // A field of OpenSeadragon's Viewport that its type declarations leave out.
+      (viewer.viewport as OpenSeadragon.Viewport & { maxZoomLevel: number }).maxZoomLevel = Math.max(
+        item.imageToViewportZoom(MAX_PIXEL_RATIO),
+        MAX_OVER_FIT * viewer.viewport.getHomeZoom(),
+      );
+    };
+    viewer.addHandler("after-resize", limitZoom);
     viewer.addHandler("open", () => {
       pane.opened = true;
+      limitZoom();
       if (this.bounds) viewer.viewport.fitBounds(this.bounds, true);
       this.renderOutlines();
       this.renderDrawing();
