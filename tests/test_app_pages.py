@@ -550,21 +550,29 @@ def test_each_models_map_quality_is_shown_with_a_warning_where_it_misses_a_goal(
         assert part.startswith(want), (part, want)
 
 
-def test_each_colour_bar_names_its_cam_class_where_the_models_differ() -> None:
+def test_cams_of_different_classes_share_a_scale_only_within_their_class() -> None:
     look = maps_view.Look(opacity=0.6, cmap="viridis", shared=True)
     values = np.random.default_rng(0).random((8, 8))
     rows = {
-        "resnet18": {"cam": ScoredMap(values, "IDC-negative")},
-        "resnet18-lran": {"cam": ScoredMap(values, "IDC-positive")},
+        "resnet18": {"cam": ScoredMap(values * 10, "IDC-negative")},
+        "resnet18-ran": {"cam": ScoredMap(values, "IDC-positive")},
+        "resnet18-lran": {"cam": ScoredMap(values * 2, "IDC-positive")},
     }
-    legends = {m: o.legend.label for m, o in maps_view._row(rows, "cam", "CAM", look).items()}
-    assert legends == {
-        "resnet18": "CAM (IDC-negative; shared, 1-99%)",
-        "resnet18-lran": "CAM (IDC-positive; shared, 1-99%)",
+    row = maps_view._row(rows, "cam", "CAM", look)
+    assert {m: o.legend.label for m, o in row.items()} == {
+        "resnet18": "CAM (IDC-negative; shared by class, 1-99%)",
+        "resnet18-ran": "CAM (IDC-positive; shared by class, 1-99%)",
+        "resnet18-lran": "CAM (IDC-positive; shared by class, 1-99%)",
     }
-    rows["resnet18"]["cam"] = ScoredMap(values, "IDC-positive")
+    # The negative CAM, ten times stronger, has its own scale; the two positive ones share
+    # theirs, which spans the stronger of them (its 99th percentile).
+    assert row["resnet18"].legend.high == pytest.approx(np.percentile(values * 10, 99), rel=1e-5)
+    assert row["resnet18-ran"].legend.high == row["resnet18-lran"].legend.high
+    assert row["resnet18-lran"].legend.high > values.max()
+    rows["resnet18"]["cam"] = ScoredMap(values * 10, "IDC-positive")
     same = maps_view._row(rows, "cam", "CAM (IDC-positive)", look)
     assert {o.legend.label for o in same.values()} == {"CAM (IDC-positive) (shared, 1-99%)"}
+    assert len({o.legend.high for o in same.values()}) == 1
 
 
 def test_a_non_square_patch_is_scored_in_its_own_pixels(env: str) -> None:
@@ -667,6 +675,11 @@ def test_compare_pairs_models_per_read_and_compares_readers(env: str) -> None:
         "**p.png** · dr-a · IDC-positive · unaided (blinded)",
         "**p.png** · dr-b · IDC-negative · unaided (blinded)",
     ]
+    # Each model's CAM is captioned with the class it is of (its own prediction).
+    captions = [c for image in at.get("image") for c in image.captions]
+    cams = [c for c in captions if " CAM (" in c]
+    assert len(cams) == 6, captions
+    assert all(c.endswith(("(IDC-negative)", "(IDC-positive)")) for c in cams), cams
     # Reader B's aided read takes A's label and region: with both kinds of read chosen, the
     # readers are compared within each kind, not on B's aided read against A's unaided one.
     at.switch_page(REVIEW).run()

@@ -198,7 +198,8 @@ def reader_agreement(store: Store, reads: pd.DataFrame, person: auth.Person) -> 
 
 
 def gallery(store: Store, reads: pd.DataFrame, study: StudyRecord) -> None:
-    """A few reads: the image, the reader's region and each model's CAM on one shared scale."""
+    """A few reads: the image, the reader's region and each model's CAM of its predicted class,
+    on a scale shared by the CAMs of one class."""
     shown = reads[(reads["read_kind"] != "reference") & (reads["kind"] == "patch")]
     shown = shown.tail(GALLERY_LIMIT)
     if shown.empty:
@@ -213,7 +214,13 @@ def gallery(store: Store, reads: pd.DataFrame, study: StudyRecord) -> None:
         if item is None:
             continue
         outputs = cache.patch_maps(model_set, item)
-        cams = normalise(np.stack([o.cams[o.predicted] for o in outputs]), shared=True)
+        # Each model's CAM of its predicted class, on one scale per class: one class's evidence
+        # is not on another's scale.
+        cams: dict[str, np.ndarray] = {}
+        for predicted in {o.predicted for o in outputs}:
+            group = [o for o in outputs if o.predicted == predicted]
+            stacked = normalise(np.stack([o.cams[predicted] for o in group]), shared=True)
+            cams.update(zip([o.variant for o in group], stacked, strict=True))
         big = np.asarray(widgets.for_display(item.rgb))
         region = widgets.region_overlay(item.rgb, store.get_mask(int(row["review_id"])))
         kind = str(row["read_kind"])
@@ -226,8 +233,11 @@ def gallery(store: Store, reads: pd.DataFrame, study: StudyRecord) -> None:
                 ("patch", big),
                 ("reader's region", region),
                 *[
-                    (f"{display_name(o.variant)} CAM", overlay(big, cam))
-                    for o, cam in zip(outputs, cams, strict=True)
+                    (
+                        f"{display_name(o.variant)} CAM ({o.class_names[o.predicted]})",
+                        overlay(big, cams[o.variant]),
+                    )
+                    for o in outputs
                 ],
             ]
         )

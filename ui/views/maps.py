@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from lran_core.maps import COLOUR_MAPS
-from review.display import DEFAULT_CMAP, colour_maps
+from review.display import DEFAULT_CMAP, Coloured, colour_maps
 from review.drawing import mask_to_polygons
 from review.items import ImageItem, Reference
 from review.modelsets import ModelSet
@@ -75,21 +75,42 @@ def _row(
     fixed: tuple[float, float] | None = None,
 ) -> dict[str, Overlay]:
     models = [m for m in rows if name in rows[m]]
-    coloured = colour_maps(
-        [rows[m][name].values for m in models], shared=look.shared, fixed=fixed, cmap=look.cmap
-    )
-    scale = "0-1" if fixed else "shared, 1-99%" if look.shared else "per map, 1-99%"
-    # Where the models' CAMs are of different classes (each its own prediction), the row's
-    # label cannot name one: each colour bar names its own.
+    # Where the models' CAMs are of different classes (each its own prediction), one class's
+    # evidence is not on the other's scale: a shared scale spans the CAMs of one class, and
+    # each colour bar names its class, which the row's label cannot.
     classes = {rows[m][name].cam_class for m in models}
+    groups: dict[str | None, list[str]] = {}
+    for m in models:
+        groups.setdefault(rows[m][name].cam_class, []).append(m)
+    coloured: dict[str, Coloured] = {}
+    for group in groups.values():
+        coloured.update(
+            zip(
+                group,
+                colour_maps(
+                    [rows[m][name].values for m in group],
+                    shared=look.shared,
+                    fixed=fixed,
+                    cmap=look.cmap,
+                ),
+                strict=True,
+            )
+        )
+    scale = "0-1" if fixed else "shared, 1-99%" if look.shared else "per map, 1-99%"
+    if look.shared and len(classes) > 1:
+        scale = "shared by class, 1-99%"
 
     def caption(m: str) -> str:
         own = rows[m][name].cam_class
         return f"{label} ({own}; {scale})" if len(classes) > 1 and own else f"{label} ({scale})"
 
     return {
-        m: Overlay(c.rgba, Legend(look.cmap, c.low, c.high, caption(m)), look.opacity)
-        for m, c in zip(models, coloured, strict=True)
+        m: Overlay(
+            coloured[m].rgba,
+            Legend(look.cmap, coloured[m].low, coloured[m].high, caption(m)),
+            look.opacity,
+        )
+        for m in models
     }
 
 
