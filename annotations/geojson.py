@@ -95,10 +95,12 @@ def _polygons(obj: Any, where: str) -> list[list[np.ndarray]]:
 
 def geojson_bounds(geojson: dict[str, Any] | list[Any]) -> tuple[float, float, float, float]:
     """The (x0, y0, x1, y1) that the GeoJSON region's vertices span (in its own coordinates);
-    ValueError as :func:`geojson_to_mask` for what is not a region."""
-    points = np.concatenate(
-        [ring[:, :2] for rings in _polygons(geojson, "geojson") for ring in rings]
-    )
+    ValueError as :func:`geojson_to_mask` for what is not a region, and for one that holds no
+    polygon (an empty FeatureCollection: it has no extent)."""
+    rings = [ring[:, :2] for rings in _polygons(geojson, "geojson") for ring in rings]
+    if not rings:
+        raise ValueError("the GeoJSON holds no region (no Polygon or MultiPolygon feature)")
+    points = np.concatenate(rings)
     x0, y0 = points.min(axis=0)
     x1, y1 = points.max(axis=0)
     return float(x0), float(y0), float(x1), float(y1)

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
+    URL,
     Select,
     create_engine,
     event,
@@ -95,7 +97,7 @@ def default_url() -> str:
     if url:
         return url
     DEFAULT_DB_PATH.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{DEFAULT_DB_PATH}"
+    return URL.create("sqlite", database=str(DEFAULT_DB_PATH)).render_as_string()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -143,8 +145,13 @@ class Store:
             # From now on connections open the file read-write but never create it: a database
             # deleted under the app must fail loudly, not come back empty.
             self.engine.dispose()
+            # Built, not parsed: "#", "%" or "?" in the path would cut a parsed URL short.
             self.engine = create_engine(
-                f"sqlite:///file:{self._file}?mode=rw&uri=true", connect_args={"uri": True}
+                URL.create(
+                    "sqlite",
+                    database=f"file:{quote(str(self._file))}",
+                    query={"mode": "rw", "uri": "true"},
+                )
             )
             _configure_sqlite(self.engine)
             self._write_engine = self.engine.execution_options(lran_begin="BEGIN IMMEDIATE")

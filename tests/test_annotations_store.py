@@ -295,6 +295,21 @@ def test_unopenable_databases(tmp_path):
         Store("nosuchdialect://x")
 
 
+@pytest.mark.parametrize("folder", ["study#2", "50% done", "what?"])
+def test_a_sqlite_path_with_uri_characters_is_the_file_written(tmp_path, folder):
+    # The store reopens its file as a SQLite URI: "#", "%" and "?" in the path once cut it
+    # short, so the writes went to a new file beside the folder, without tables.
+    path = tmp_path / folder / "reviews.sqlite"
+    path.parent.mkdir()
+    url = sa.URL.create("sqlite", database=str(path)).render_as_string()
+    store = Store(url)
+    saved = store.save_review(make_record())
+    assert store.reviews_frame()["review_id"].tolist() == [saved.review_id]
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
+    assert Store(url).reviews_frame()["review_id"].tolist() == [saved.review_id]
+
+
 def test_default_url_from_environment(tmp_path, monkeypatch):
     path = tmp_path / "env.sqlite"
     monkeypatch.setenv("LRAN_REVIEW_DB", f"sqlite:///{path}")

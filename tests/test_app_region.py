@@ -186,6 +186,10 @@ def test_a_reference_of_another_size_or_with_unknown_values_is_refused(env: str)
     set_reference(at, digest, "bad.geojson", b'{"type": "Point", "coordinates": [1, 2]}')
     (error,) = texts(at.error)
     assert "bad.geojson" in error and "does not describe a region" in error
+    # An empty QuPath export has no extent to check: said so, not a numpy error.
+    set_reference(at, digest, "empty.geojson", b'{"type": "FeatureCollection", "features": []}')
+    (error,) = texts(at.error)
+    assert "empty.geojson" in error and "holds no region" in error
     # A QuPath outline in the whole slide's (or a 10x larger export's) pixels overlaps the
     # image only in part: refused, not clipped into a wrong reference.
     slide = {
