@@ -30,9 +30,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    URL,
     Connection,
     Engine,
-    URL,
     Select,
     create_engine,
     event,
