@@ -298,7 +298,7 @@ def test_a_diagnosis_and_a_note_given_with_the_save_are_saved(env: str) -> None:
     at = review_page(patch(13))
     case = case_id(at)
     draw_and_label(at, "unaided", rect(0, 0, 25, 25), None)
-    at.text_area(key=f"note-{case}-unaided").input("typed, then saved at once")
+    at.text_area(key=f"note-{case}-unaided-dr-a").input("typed, then saved at once")
     at.button(key=f"label-{case}-2").click()
     at.button(key="save-unaided").click()
     at = at.run()
@@ -358,17 +358,91 @@ def test_a_new_reader_in_the_same_session_gets_nothing_of_the_last_ones(env: str
     draw_and_label(at, "aided", rect(25, 25, 50, 50), "IDC-positive")
     at = save(at, "aided")
     assert any("version 2" in s for s in texts(at.success)) and at.dataframe
-    # Reader A hands the browser over: reader B types their name, on the same case.
+    # Reader A hands the browser over: reader B types their name (the study's one case).
     at.text_input(key="reader").input("dr-b").run()
     assert not at.exception and case_id(at) == case
-    # Blinded again, for B: no models, no A's save message or scores, an empty read.
+    # Blinded again, for B: no models, no A's save message or scores, an empty read, in
+    # widgets of B's own (the browser would send A's widgets' values back).
     assert not at.table and not at.success and not at.dataframe
     assert viewer_args(at)["columns"] == []
     assert not at.session_state[f"draft-{case}-unaided"].get("label")
-    assert at.text_area(key=f"note-{case}-unaided").value == ""
+    assert at.text_area(key=f"note-{case}-unaided-dr-b").value == ""
+    (component,) = at.get("component_instance")
+    assert component.proto.id.endswith(f"viewer-{case}-unaided-dr-b"), component.proto.id
     at = save(at, "unaided")
     assert any("Choose your diagnosis" in s for s in texts(at.warning))
     assert list(Store(env).reviews_frame()["reader"]) == ["dr-a", "dr-a"]
+
+
+def test_each_reader_taking_over_the_browser_returns_to_their_own_place(env: str) -> None:
+    at = add(start("dr-b"), [(f"p{i}.png", png(patch(40 + i))) for i in range(3)])
+    at.switch_page(REVIEW).run()
+    cases = [c.case_id for c in Store(env).cases(Store(env).studies()[0].study_id)]
+    at.button(key="next").click().run()
+    at.button(key="next").click().run()
+    assert case_id(at) == cases[2]
+    # dr-a has no place yet: the first case, not dr-b's.
+    at.text_input(key="reader").input("dr-a").run()
+    assert not at.exception and case_id(at) == cases[0]
+    at.button(key="next").click().run()
+    assert case_id(at) == cases[1]
+    # dr-b comes back where they stopped, and dr-a's moves did not move them.
+    at.text_input(key="reader").input("dr-b").run()
+    assert case_id(at) == cases[2]
+    assert Store(env).place("dr-a")[1] == cases[1]
+
+
+def test_a_corrected_aided_read_keeps_what_the_form_shows(env: str) -> None:
+    at = review_page(patch(17))
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-negative")
+    at = save(at, "unaided")
+    draw_and_label(at, "aided", rect(0, 0, 40, 40), "IDC-positive", note="dense", confidence=4)
+    at = save(at, "aided")
+    # A second save, to correct the diagnosis: the region, note and confidence on screen are
+    # the read's (the draft was dropped after the first, and the region said to be empty).
+    at.button(key=f"label-{case_id(at)}-1").click()
+    at = save(at, "aided")
+    assert not at.warning, texts(at.warning)
+    rows = Store(env).reviews_frame().sort_values("version")
+    assert list(rows["version"]) == [1, 2, 3]
+    last = rows.iloc[-1]
+    assert (last.label, last.note, int(last.confidence)) == ("IDC-negative", "dense", 4)
+    assert Store(env).get_mask(int(last.review_id))[:40, :40].all()
+
+
+def test_a_region_drawn_with_no_region_ticked_is_not_thrown_away(env: str) -> None:
+    at = review_page(patch(18))
+    case = case_id(at)
+    draw_and_label(at, "unaided", None, "IDC-negative", no_region=True)
+    at = save(at, "unaided")
+    assert any("(no region)" in s for s in texts(at.success))
+    # The aided read starts from "no region"; the reader outlines a region with the maps.
+    draw_and_label(at, "aided", rect(5, 5, 40, 40), "IDC-positive")
+    at = save(at, "aided")
+    assert any("ticked **No region**" in w for w in texts(at.warning))
+    assert len(Store(env).reviews_frame()) == 1
+    at.checkbox(key=f"no-region-{case}-aided-dr-a").uncheck().run()
+    at = save(at, "aided")
+    latest = Store(env).reviews_frame().iloc[-1]
+    assert latest.version == 2 and not latest.no_region
+    assert Store(env).get_mask(int(latest.review_id)).sum() == 35 * 35
+
+
+def test_a_shape_sent_with_the_move_to_the_next_case_is_kept(env: str) -> None:
+    at = add(start(), [(f"c{i}.png", png(patch(30 + i))) for i in range(2)])
+    at.switch_page(REVIEW).run()
+    first = case_id(at)
+    key = f"viewer-{first}-unaided-dr-a"
+    square = [[0, 0], [20, 0], [20, 20], [0, 20]]
+    at.session_state[key] = {"polygons": [square]}
+    at.run()
+    # The viewer's second shape and J arrive in one run (Streamlit merges them): the page
+    # moves on before it draws the first case's viewer again.
+    triangle = [[30, 30], [45, 30], [45, 45]]
+    at.session_state[key] = {"polygons": [square, triangle]}
+    at.button(key="next").click().run()
+    assert case_id(at) != first
+    assert Store(env).draft("dr-a", first)["polygons"] == [square, triangle]
 
 
 def explain_record_like(store: Store, row: pd.Series):

@@ -21,24 +21,27 @@ def _store_place(reader: str | None) -> tuple[int, int | None] | None:
         return None
 
 
-# Session state that belongs to one reader's reads: their drafts and the widgets showing them,
-# the viewer's drawing, the last save's message (with an aided read's scores), the references
-# they stored.
-READER_KEYS = ("viewer_seeds", "save_outcome", "saved_references")
-READER_KEY_PREFIXES = ("draft-", "confidence-", "note-", "no-region-", "viewer-")
+# Session state that belongs to one reader: their drafts and the widgets showing them, the
+# viewer's drawing, the last save's message (with an aided read's scores), the references they
+# stored, and where they are. The widgets' keys also name the reader (ui.views.read.widget_key):
+# the browser sends a widget's last value back even after its key is dropped here.
+READER_KEYS = ("viewer_seeds", "save_outcome", "saved_references", "case_id", "study_id")
+READER_KEY_PREFIXES = ("draft-", "confidence-", "note-", "no-region-", "viewer-", "best-map-")
 
 
 def hand_over(reader: str | None) -> None:
     """When another reader takes over this browser session (a new name typed, a sign-out and
     a sign-in), drops what the last reader left in session state: the next reader must not see
-    another's diagnosis, region or scores, nor save them as their own. Call once a run, with the
-    reader known (None while nobody is)."""
+    another's diagnosis, region or scores, nor save them as their own, and goes back to their
+    own place. Call once a run, with the reader known (None while nobody is)."""
     if reader is None or st.session_state.get("_state_reader") == reader:
         return
     if st.session_state.get("_state_reader") is not None:
         for key in list(st.session_state):
             if key in READER_KEYS or str(key).startswith(READER_KEY_PREFIXES):
                 del st.session_state[key]
+        st.query_params.pop("study", None)
+        st.query_params.pop("case", None)
     st.session_state["_state_reader"] = reader
 
 

@@ -46,27 +46,32 @@ from ui.views.region import (
 WORKLIST_PAGE = "ui/pages/start.py"
 
 
-def _move(list_: Worklist, step: int, reader: str) -> None:
+def _move(list_: Worklist, step: int, reader: str, leaving: read.Case | None) -> None:
+    if leaving is not None:
+        read.keep_sent(leaving)
     # From the case in session state now, not the one rendered: three quick clicks on Next
     # move three cases.
     state.go_to(list_, list_.index_of(state.case_id(reader)) + step, reader)
 
 
-def _next_unread(list_: Worklist, reader: str) -> None:
+def _next_unread(list_: Worklist, reader: str, leaving: read.Case | None) -> None:
+    if leaving is not None:
+        read.keep_sent(leaving)
     following = list_.next_unread(list_.index_of(state.case_id(reader)))
     if following is not None:
         state.go_to(list_, following, reader)
 
 
-def navigation(list_: Worklist, index: int, reader: str) -> None:
-    """Previous / next / next unread (keys K, J, U) and where the reader is."""
+def navigation(list_: Worklist, index: int, reader: str, leaving: read.Case | None) -> None:
+    """Previous / next / next unread (keys K, J, U) and where the reader is. ``leaving`` is the
+    read on screen, whose last shape a move keeps (None when the case cannot be read)."""
     work = list_.items[index]
     prev, middle, nxt, unread = st.columns([1.4, 6, 1.2, 1.8], vertical_alignment="center")
     prev.button(
         "Previous",
         key="prev",
         on_click=_move,
-        args=(list_, -1, reader),
+        args=(list_, -1, reader, leaving),
         disabled=index == 0,
         icon=":material/arrow_back:",
         shortcut="K",
@@ -81,7 +86,7 @@ def navigation(list_: Worklist, index: int, reader: str) -> None:
         "Next",
         key="next",
         on_click=_move,
-        args=(list_, 1, reader),
+        args=(list_, 1, reader, leaving),
         disabled=index >= len(list_.items) - 1,
         icon=":material/arrow_forward:",
         shortcut="J",
@@ -91,7 +96,7 @@ def navigation(list_: Worklist, index: int, reader: str) -> None:
         "Next unread",
         key="next_unread",
         on_click=_next_unread,
-        args=(list_, reader),
+        args=(list_, reader, leaving),
         disabled=list_.next_unread(index) is None,
         shortcut="U",
         help="key U",
@@ -211,9 +216,12 @@ def main() -> None:
     index = list_.index_of(state.case_id(reader))
     state.go_to(list_, index, reader)
     work = list_.items[index]
-    navigation(list_, index, reader)
+    # The bar goes on top, drawn once the read on screen is known.
+    bar = st.container()
     item = cache.case_image(work.case.item.item_hash, work.case.item.filename)
     if item is None:
+        with bar:
+            navigation(list_, index, reader, None)
         st.error(
             "This case's image was not kept (it was reviewed before studies kept images): "
             "add the image to the study again to read it."
@@ -243,6 +251,8 @@ def main() -> None:
     patch_side = model_set.patch_side if model_set else 50
     as_region, mpp = region_choice(item, patch_side)
     case = read.Case(reader, work.case.case_id, item, labels, kind)
+    with bar:
+        navigation(list_, index, reader, case)
     how = Read(
         study_id=study.study_id,
         case_id=work.case.case_id,
@@ -256,7 +266,7 @@ def main() -> None:
 
     def best_map() -> None:
         if kind == "aided" and study.anonymise:
-            key = f"best-map-{work.case.case_id}"
+            key = read.widget_key(case, "best-map")
             st.pills(
                 "Which map matches your region best?",
                 list(letters),

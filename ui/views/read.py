@@ -47,11 +47,18 @@ class Case:
 Build = Callable[[str, str, np.ndarray, Read], ReviewRecord]
 
 
+def widget_key(case: Case, name: str) -> str:
+    """The key of one of the read's widgets ('viewer', 'confidence', 'note', 'no-region',
+    'best-map'): per case, kind of read and reader. The aided read's viewer is a new one, which
+    starts from the aided draft (the unaided read's region), not from what the unaided read's
+    viewer was first given; and the next reader in this browser gets new widgets, since the
+    browser sends a widget's last value back even after its key is dropped from the session."""
+    return f"{name}-{case.case_id}-{case.kind}-{case.reader}"
+
+
 def viewer_key(case: Case) -> str:
-    """The widget key of the case's viewer for this kind of read: the aided read's viewer is a
-    new one, which starts from the aided draft (the unaided read's region), not from what the
-    unaided read's viewer was first given."""
-    return f"viewer-{case.case_id}-{case.kind}"
+    """The widget key of the case's viewer for this kind of read (see :func:`widget_key`)."""
+    return widget_key(case, "viewer")
 
 
 def _store() -> Any:
@@ -117,6 +124,16 @@ def drawn(case: Case, state: ViewerState) -> None:
         keep(case, polygons=as_lists)
 
 
+def keep_sent(case: Case) -> None:
+    """Keeps in the draft what the case's viewer sent in this run, for a callback that runs
+    before the page draws the viewer (Save, another case): a shape drawn just before the click
+    arrives in the same run, and the draft would otherwise get it only when the viewer is drawn
+    again."""
+    latest = sent_state(viewer_key(case))
+    if latest is not None:
+        drawn(case, latest)
+
+
 def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None = None) -> None:
     """The diagnosis (one button per label, keys 1, 2, ...), confidence, note, no region, and
     Save (Ctrl+Enter)."""
@@ -136,7 +153,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
             shortcut=str(i),
             help=f"key {i}",
         )
-    conf_key = f"confidence-{case.case_id}-{case.kind}"
+    conf_key = widget_key(case, "confidence")
     if conf_key not in st.session_state and current.get("confidence"):
         st.session_state[conf_key] = current["confidence"]
     st.segmented_control(
@@ -147,7 +164,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
         on_change=remember,
         args=(case, "confidence", conf_key),
     )
-    note_key = f"note-{case.case_id}-{case.kind}"
+    note_key = widget_key(case, "note")
     if note_key not in st.session_state:
         st.session_state[note_key] = current.get("note", "")
     st.text_area(
@@ -158,7 +175,7 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
         args=(case, "note", note_key),
         placeholder="optional",
     )
-    none_key = f"no-region-{case.case_id}-{case.kind}"
+    none_key = widget_key(case, "no-region")
     if none_key not in st.session_state:
         st.session_state[none_key] = bool(current.get("no_region"))
     st.checkbox(
@@ -200,11 +217,7 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     it in one transaction; the outcome (or why not) is kept for the page to show."""
     outcome = st.session_state.setdefault("save_outcome", {})
     outcome.pop(case.case_id, None)
-    # A save pressed right after drawing: the rerun that runs this callback carries the
-    # viewer's latest drawing, which the draft gets only when the page draws the viewer again.
-    latest = sent_state(viewer_key(case))
-    if latest is not None:
-        drawn(case, latest)
+    keep_sent(case)
     _label_now(case)
     current = draft(case)
     label = current.get("label")
@@ -217,9 +230,15 @@ def save_read(case: Case, build: Build, read: Read) -> None:
         outcome[case.case_id] = ("error", f"The drawing cannot be turned into a region: {err}")
         return
     no_region = bool(current.get("no_region"))
-    if no_region:
-        mask = np.zeros_like(mask)
-    elif not mask.any():
+    if no_region and mask.any():
+        # "No region" may come from the unaided read; a region drawn since is not thrown away.
+        outcome[case.case_id] = (
+            "warning",
+            "You drew a region but ticked **No region**: untick it to save the region, or "
+            "clear the drawing.",
+        )
+        return
+    if not no_region and not mask.any():
         # Asked once: an empty drawing is saved only as an explicit "no region".
         outcome[case.case_id] = (
             "warning",
@@ -248,12 +267,9 @@ def save_read(case: Case, build: Build, read: Read) -> None:
         )
         return
     try:
-        if case.kind == "unaided":
-            # The aided read starts from what was just saved.
-            _store().save_draft(case.reader, case.case_id, current)
-        else:
-            _store().drop_draft(case.reader, case.case_id)
-            st.session_state.pop(f"draft-{case.case_id}-{case.kind}", None)
+        # The next read starts from what was just saved, as the form still shows it: the
+        # aided read from the unaided one, a corrected read from the one it corrects.
+        _store().save_draft(case.reader, case.case_id, current)
     except StoreError:
         pass
     outcome[case.case_id] = (
