@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import pandas as pd
+
 from annotations.records import CaseRecord, ItemRecord, StudyRecord
 from annotations.store import Store
 from lran_core.data import IMAGE_SUFFIXES, ImageReadError, parse_idc_name
@@ -273,6 +275,17 @@ def maps_visible(study: StudyRecord, item: WorkItem) -> bool:
     return not study.blinded or item.unaided_id is not None
 
 
+def not_yet_read(study: StudyRecord, reads: pd.DataFrame, reader: str) -> pd.Series:
+    """Per row of a study's reads frame (``Store.reviews_frame``): whether it is of an image
+    that ``reader`` has not read unaided yet, in a blinded study (never in an open one). Others'
+    reads of such an image, its name and the models' verdicts on it are withheld from the
+    reader until their own unaided read, as on the Review page."""
+    if not study.blinded:
+        return pd.Series(False, index=reads.index)
+    mine = reads["item_hash"][(reads["reader"] == reader) & (reads["read_kind"] == "unaided")]
+    return ~reads["item_hash"].isin(set(mine))
+
+
 def anonymised(
     study: StudyRecord, case_id: int, reader: str, models: Sequence[str]
 ) -> dict[str, str]:
@@ -311,6 +324,7 @@ __all__ = [
     "files_in",
     "label_set",
     "maps_visible",
+    "not_yet_read",
     "patient_patches",
     "worklist",
 ]

@@ -767,6 +767,35 @@ def test_compare_pairs_models_per_read_and_compares_readers(env: str) -> None:
     assert "Dice of the regions 0.67" in readers["regions"].iloc[0]
 
 
+def test_compare_and_history_withhold_cases_a_reader_has_not_read_yet(env: str) -> None:
+    name = "10253_idx5_x1351_y1101_class1.png"
+    at = review_page(patch(19), name=name)
+    draw_and_label(at, "unaided", rect(0, 0, 25, 50), "IDC-positive")
+    at = save(at, "unaided")
+    # dr-b (an admin, as everyone in local mode) has not read the case: neither page shows
+    # its name, dr-a's diagnosis or the models' CAMs.
+    at.text_input(key="reader").input("dr-b").run()
+    for page, toggle in ((COMPARE, "c_unread"), (HISTORY, "f_unread")):
+        at.switch_page(page).run()
+        assert not at.exception
+        shown = " ".join(texts(at.markdown) + texts(at.caption))
+        assert "1 read of 1 case you have not read yet is left out" in shown
+        assert "class1" not in shown and not at.dataframe and not at.get("image")
+        # Asked for, they are shown: the admin ends their own blinding for the case.
+        at.toggle(key=toggle).set_value(True).run()
+        assert any(name in f.to_string() for f in frames(at)) or any(
+            name in m for m in texts(at.markdown)
+        )
+        at.toggle(key=toggle).set_value(False).run()
+    # Once dr-b has read it, the case is theirs to compare.
+    at.switch_page(REVIEW).run()
+    draw_and_label(at, "unaided", rect(0, 0, 50, 50), "IDC-negative")
+    at = save(at, "unaided")
+    at.switch_page(COMPARE).run()
+    assert not any("not read yet" in c for c in texts(at.caption))
+    assert any(m.startswith(f"**{name}**") for m in texts(at.markdown))
+
+
 def test_history_filters_and_exports(env: str) -> None:
     at = two_readers(env)
     at.switch_page(HISTORY).run()

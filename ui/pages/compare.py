@@ -30,6 +30,7 @@ from review.compare import (
 from review.modelsets import CheckpointError, NoWeightsError, display_name
 from review.studies import label_set
 from ui import auth, cache, sidebar, widgets
+from ui.views import blinding
 
 READ_KINDS = {"unaided": "unaided (blinded)", "aided": "aided", "open": "open study"}
 MAP_NAMES = {"cam": "CAM", "attention": "attention", "probability": "probability"}
@@ -260,6 +261,9 @@ def main() -> None:
         return
     if reads.empty:
         st.info(f"No reads saved in {widgets.plain(study.name)} yet: save some on the Review page.")
+        return
+    reads = blinding.reads_shown(study, reads, person, "c_unread")
+    if reads.empty:
         return
     chosen, score, map_name = filters(study, reads, person)
     if chosen.empty:

@@ -14,6 +14,7 @@ import streamlit as st
 from annotations.store import StoreError
 from review import exports
 from ui import auth, cache, sidebar, widgets
+from ui.views import blinding
 
 SHOWN_COLUMNS = [
     "review_id",
@@ -134,6 +135,9 @@ def main() -> None:
         return
     if reviews.empty:
         st.info(f"No reads saved in {widgets.plain(study.name)} yet: save some on the Review page.")
+        return
+    reviews = blinding.reads_shown(study, reviews, person, "f_unread")
+    if reviews.empty:
         return
     shown = filtered(reviews)
     st.dataframe(shown[SHOWN_COLUMNS], hide_index=True, key="reviews")
