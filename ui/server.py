@@ -253,6 +253,15 @@ def new_reference() -> str:
     return secrets.token_hex(4)
 
 
+def log_for_operator(message: str) -> str:
+    """Logs what the reader may not be shown (a server path, the model set's name in a blinded
+    read) under a new reference id; gives the id, for the reader's message."""
+    reference = new_reference()
+    _ensure_log_handler()
+    _LOGGER.error("%s (reference %s)", message, reference)
+    return reference
+
+
 def on_script_error(exc: Exception) -> bool:
     """``st.App`` script-error handler: logs the traceback under a reference id and shows the
     reader a message with that id and nothing of the exception itself.

@@ -32,7 +32,7 @@ from review.studies import (
     maps_visible,
     worklist,
 )
-from ui import auth, cache, sidebar, state, widgets
+from ui import auth, cache, server, sidebar, state, widgets
 from ui.views import maps as maps_view
 from ui.views import read
 from ui.views.region import (
@@ -231,10 +231,14 @@ def main() -> None:
         model_set: ModelSet | None = cache.model_set(study.model_set)
     except (NoWeightsError, CheckpointError) as err:
         model_set = None
-        st.error(
-            f"The study's models cannot be loaded, so reads cannot be scored: "
-            f"{widgets.plain(str(err))}"
-        )
+        # Before the unaided read of a blinded study, not even the model set's name is shown:
+        # the operator finds it in the server log.
+        if maps_visible(study, work):
+            detail = f": {widgets.plain(str(err))}"
+        else:
+            logged = server.log_for_operator(f"the study's models cannot be loaded: {err}")
+            detail = f". Tell the operator of this server (reference {logged})"
+        st.error(f"The study's models cannot be loaded, so reads cannot be scored{detail}.")
     if item.pages > 1:
         st.caption(f"This file has {item.pages} pages: page 1 is shown and read.")
     kind = read_kind(study, work)
@@ -339,9 +343,11 @@ def main() -> None:
             read.drawing(case, viewer_key),
             maps_view.outlines(_saved_region(work) if revealed else None, reference),
             key=viewer_key,
+            common_only=study.anonymise,
         )
         read.drawn(case, state_)
-        if revealed and model_set is not None:
+        # Each model's badge is the same on every case: under letters it would name them.
+        if revealed and model_set is not None and not study.anonymise:
             maps_view.quality_badges(model_set, titles)
 
 

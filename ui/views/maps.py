@@ -128,19 +128,29 @@ def grid(
     drawing: list[Polygon] | None,
     outlines: Sequence[Outline],
     key: str,
+    common_only: bool = False,
 ) -> ViewerState:
     """The viewer: the image (drawing on), and the maps when given (None: the image only, as
-    in a blinded first read)."""
+    in a blinded first read). ``common_only``: only the rows every model has (an anonymised
+    study: attention only in R-RAN and R-LRAN, gates only in R-LRAN, would name the maps)."""
     overlays: dict[tuple[str, str], Overlay] = {}
     row_names: list[str] = []
     # Columns in the titles' order: by letter when anonymised (model order would give the
     # identities away), else base, R-RAN, R-LRAN.
     columns = [titles[m] for m in titles if m in (maps or {})]
     if maps and look is not None:
+        present = all if common_only else any
         names = [
-            n for n in ("probability", "cam", "attention") if any(n in v for v in maps.values())
+            n for n in ("probability", "cam", "attention") if present(n in v for v in maps.values())
         ]
-        gates = sorted({n for v in maps.values() for n in v if n.startswith("gate")})
+        gates = sorted(
+            {
+                n
+                for v in maps.values()
+                for n in v
+                if n.startswith("gate") and present(n in w for w in maps.values())
+            }
+        )
         for name in [*names, *gates]:
             label = ROW_NAMES.get(name, f"gate {name.removeprefix('gate')}")
             classes = {v[name].cam_class for v in maps.values() if name in v}
