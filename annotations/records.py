@@ -165,7 +165,8 @@ class ItemRecord:
 @dataclass(frozen=True)
 class CaseRecord:
     """A case of a study: its item, worklist position, group (patient, folder or file name)
-    and whether it was removed."""
+    and whether it was removed; when and by whom it was added and removed (UTC; None where
+    not known or not removed)."""
 
     case_id: int
     study_id: int
@@ -173,6 +174,10 @@ class CaseRecord:
     position: int
     group: str
     removed: bool
+    added_at: datetime | None = None
+    added_by: str | None = None
+    removed_at: datetime | None = None
+    removed_by: str | None = None
 
 
 @dataclass(frozen=True)

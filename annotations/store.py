@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import quote
 
 import numpy as np
@@ -38,6 +38,7 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    make_url,
     select,
     text,
 )
@@ -133,7 +134,7 @@ class Store:
             raise StoreError(f"cannot use database URL {self.url!r}: {exc}") from exc
         self._label = self.engine.url.render_as_string(hide_password=True)
         self._is_sqlite = self.engine.dialect.name == "sqlite"
-        self._file = _sqlite_file(self.engine) if self._is_sqlite else None
+        self._file = sqlite_path(self.engine.url)
         if self._is_sqlite:
             _configure_sqlite(self.engine)
         # SQLite: take the write lock at BEGIN, so that two writers queue on busy_timeout instead
@@ -273,6 +274,8 @@ class Store:
         return saved
 
     def _insert(self, session: Session, rec: ReviewRecord, png: bytes, geojson: str) -> SavedReview:
+        """Adds one review's rows to ``session``; gives where it landed. A given
+        ``rec.created_at`` is stored in UTC (a naive one is taken as UTC), else now."""
         now = datetime.now(UTC)
         # The item row is the lock that orders concurrent saves of one item (PostgreSQL; SQLite
         # already serialises writers at BEGIN IMMEDIATE): each sees the previous version.
@@ -310,7 +313,7 @@ class Store:
             model_set=rec.model_set,
             label=rec.label,
             version=version,
-            created_at=rec.created_at or now,
+            created_at=_utc(rec.created_at) or now,
             mask_png=png,
             geojson=geojson,
             note=rec.note,
@@ -622,8 +625,11 @@ class Store:
         model_set: str,
         anonymise: bool = False,
         created_by: str | None = None,
+        *,
+        created_at: datetime | None = None,
     ) -> StudyRecord:
-        """Creates a study; ValueError when the name is taken or a value is not allowed."""
+        """Creates a study; ValueError when the name is taken or a value is not allowed.
+        ``created_at``: only when restoring a study (a naive time is taken as UTC); else now."""
         name = name.strip()
         if not name or len(name) > NAME_LENGTH:
             raise ValueError(f"a study needs a name of 1 to {NAME_LENGTH} characters")
@@ -638,7 +644,7 @@ class Store:
                 blinding=blinding,
                 anonymise=anonymise,
                 model_set=model_set,
-                created_at=datetime.now(UTC),
+                created_at=_utc(created_at) or datetime.now(UTC),
                 created_by=created_by,
             )
             session.add(study)
@@ -659,17 +665,31 @@ class Store:
             return _study(found)
 
     def add_case(
-        self, study_id: int, item: ItemRecord, data: bytes, group: str, added_by: str | None
+        self,
+        study_id: int,
+        item: ItemRecord,
+        data: bytes | None,
+        group: str,
+        added_by: str | None,
+        *,
+        added_at: datetime | None = None,
     ) -> tuple[CaseRecord, bool]:
         """Adds an image to a study as a case at the end of its worklist, keeping its bytes
         (once, by content hash). Gives the case and whether it is new; an image already in the
-        study is not added twice (a removed one comes back, its reads intact)."""
-        if content_hash(data) != item.item_hash:
+        study is not added twice (a removed one comes back, its reads intact).
+
+        ``data`` is None only when restoring a case whose bytes were never kept (a first-release
+        review's image, in the study "Reviews before studies"): the case is added without them
+        and :meth:`image_bytes` gives None for it, as in the database it came from.
+        ``added_at``: only when restoring a study (a naive time is taken as UTC); else now.
+        ValueError when the bytes do not match the item's hash."""
+        if data is not None and content_hash(data) != item.item_hash:
             raise ValueError("the image's bytes do not match its hash")
         now = datetime.now(UTC)
         with self.writing() as session:
             self._ensure_item(session, item, now)
-            self.blobs.put(session, item.item_hash, data)
+            if data is not None:
+                self.blobs.put(session, item.item_hash, data)
             case = session.execute(
                 select(Case).where(Case.study_id == study_id, Case.item_hash == item.item_hash)
             ).scalar()
@@ -683,7 +703,7 @@ class Store:
                     item_hash=item.item_hash,
                     position=0 if last is None else last + 1,
                     case_group=group[:FILENAME_LENGTH],
-                    added_at=now,
+                    added_at=_utc(added_at) or now,
                     added_by=added_by,
                 )
                 session.add(case)
@@ -714,13 +734,18 @@ class Store:
             )
         return stored
 
-    def remove_case(self, case_id: int, removed_by: str | None) -> None:
-        """Removes a case from its study's worklist (a soft delete: its reads are kept)."""
+    def remove_case(
+        self, case_id: int, removed_by: str | None, *, removed_at: datetime | None = None
+    ) -> None:
+        """Removes a case from its study's worklist (a soft delete: its reads are kept).
+        ``removed_at``: only when restoring a study (a naive time is taken as UTC); else now.
+        KeyError when there is no such case."""
         with self.writing() as session:
             case = session.get(Case, int(case_id))
             if case is None:
                 raise KeyError(f"no case with id {case_id}")
-            case.removed_at, case.removed_by = datetime.now(UTC), removed_by
+            case.removed_at = _utc(removed_at) or datetime.now(UTC)
+            case.removed_by = removed_by
 
     def cases(self, study_id: int, removed: bool = False) -> list[CaseRecord]:
         """A study's cases in worklist order (removed ones too with ``removed``)."""
@@ -732,7 +757,10 @@ class Store:
                 Case.study_id,
                 Case.position,
                 Case.case_group,
+                Case.added_at,
+                Case.added_by,
                 Case.removed_at,
+                Case.removed_by,
                 Item.hash,
                 Item.filename,
                 Item.width,
@@ -757,6 +785,10 @@ class Store:
                     position=row.position,
                     group=row.case_group,
                     removed=row.removed_at is not None,
+                    added_at=_utc(row.added_at),
+                    added_by=row.added_by,
+                    removed_at=_utc(row.removed_at),
+                    removed_by=row.removed_by,
                 )
                 for row in session.execute(query)
             ]
@@ -818,13 +850,6 @@ class Store:
             found = session.get(Draft, (reader, int(case_id)))
             return None if found is None else dict(json.loads(found.content))
 
-    def drop_draft(self, reader: str, case_id: int) -> None:
-        """Forgets a draft (after its read was saved)."""
-        with self.writing() as session:
-            found = session.get(Draft, (reader, int(case_id)))
-            if found is not None:
-                session.delete(found)
-
     def set_place(self, reader: str, study_id: int, case_id: int | None) -> None:
         """Remembers where a reader is: their study and case."""
         with self.writing() as session:
@@ -868,15 +893,19 @@ class Store:
     # Accounts
 
     def add_reader(self, name: str, password_hash: str | None, role: str = "reader") -> None:
-        """Creates an account; ValueError when the name is taken (in any case: "Alice" and
-        "alice" are one name) or the role unknown."""
+        """Creates an account; ValueError when the name is taken (in any case, compared with
+        ``str.casefold`` as sign-in does: "Alice" and "alice", "Élodie" and "élodie" are one
+        name) or the role unknown."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         check_text(name, "name", NAME_LENGTH)
+        folded = name.casefold()
         with self.writing() as session:
-            taken = session.execute(
-                select(Reader.name).where(func.lower(Reader.name) == name.lower())
-            ).scalar()
+            # Python's casefold, not SQL lower(): SQLite's lower() folds ASCII only ("Élodie"
+            # and "élodie" would be two accounts), and sign-in matches names with casefold.
+            # Accounts are few: comparing every name costs nothing.
+            names = session.execute(select(Reader.name).order_by(Reader.name)).scalars()
+            taken = next((n for n in names if n.casefold() == folded), None)
             if taken is not None:
                 # One person, one account: "Alice" and "alice" would be two readers.
                 raise ValueError(f"an account named {taken!r} exists already")
@@ -930,7 +959,7 @@ def _study(study: Study) -> StudyRecord:
         blinding=study.blinding,
         anonymise=bool(study.anonymise),
         model_set=study.model_set,
-        created_at=study.created_at,
+        created_at=_utc(study.created_at),
         created_by=study.created_by,
     )
 
@@ -944,19 +973,47 @@ def _case(case: Case, item: Item | None) -> CaseRecord:
         position=case.position,
         group=case.case_group,
         removed=case.removed_at is not None,
+        added_at=_utc(case.added_at),
+        added_by=case.added_by,
+        removed_at=_utc(case.removed_at),
+        removed_by=case.removed_by,
     )
+
+
+@overload
+def _utc(value: datetime) -> datetime: ...
+@overload
+def _utc(value: None) -> None: ...
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
+def _utc(value: datetime | None) -> datetime | None:
+    """``value`` in UTC: an aware time converted, a naive one taken as UTC (SQLite gives back
+    naive times, and every time is stored in UTC: its DateTime type drops the offset); None
+    stays None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file a SQLite database URL names, resolved; None for another database, an in-memory
+    one, a URI filename, or a URL that does not parse (opening it says why)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
 
 
 def _reader(reader: Reader) -> ReaderRecord:
     return ReaderRecord(reader.name, reader.password_hash, reader.role, bool(reader.disabled))
-
-
-def _sqlite_file(engine: Engine) -> Path | None:
-    """The database file of a SQLite engine, None for an in-memory database."""
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).resolve()
 
 
 def _configure_sqlite(engine: Engine) -> None:

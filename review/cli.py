@@ -22,11 +22,11 @@ import contextlib
 import getpass
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from annotations.records import StudyRecord
-from annotations.store import Store, StoreError
+from annotations.store import Store, StoreError, default_url, sqlite_path
 from review import identity, region, studies, studyio
 
 
@@ -105,11 +105,25 @@ def study(args: argparse.Namespace) -> None:
         print(f"created study {created.name} ({created.blinding})")
     elif args.action == "add-images":
         target = _study(store, args.study)
-        result = studies.add_images(
-            store, target, studies.files_in(args.path), None, args.patch_side
-        )
+        images = 0
+
+        def counted() -> Iterator[tuple[str, bytes]]:
+            nonlocal images
+            for file in studies.files_in(args.path):
+                images += 1
+                yield file
+
+        result = studies.add_images(store, target, counted(), None, args.patch_side)
         for message in result.refused:
             print(f"refused: {message}", file=sys.stderr)
+        # Nothing to add is a mistake to report (a wrong folder, unreadable files); images that
+        # are cases already are not: adding a folder again is how new ones are picked up.
+        if not images:
+            raise CommandError(f"no images found in {args.path}: added no cases to {target.name}")
+        if len(result.refused) == images:
+            raise CommandError(
+                f"every image in {args.path} was refused: added no cases to {target.name}"
+            )
         print(f"added {len(result.added)} cases to {target.name}")
     elif args.action == "export":
         path = studyio.write_export(store, _study(store, args.study), args.to)
@@ -121,7 +135,11 @@ def study(args: argparse.Namespace) -> None:
 
 def backup(args: argparse.Namespace) -> None:
     """A consistent copy of the SQLite database with SQLite's online backup API (other readers
-    and writers may go on); for PostgreSQL the guidance for pg_dump."""
+    and writers may go on); for PostgreSQL the guidance for pg_dump. Refuses a SQLite file that
+    does not exist (opening it would create an empty database and back that up)."""
+    source_file = sqlite_path(args.db or default_url())
+    if source_file is not None and not source_file.is_file():
+        raise CommandError(f"no SQLite database at {source_file}: check --db (nothing to back up)")
     store = _store(args)
     if store.engine.dialect.name != "sqlite":
         raise CommandError(

@@ -4,6 +4,7 @@ import os
 import shutil
 import threading
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,73 @@ def test_latest_reads_are_per_study(db_url):
         assert len(store.scores_frame(study_id=study_id, latest_only=True)) == 2
     everywhere = store.reviews_frame(latest_only=True)
     assert sorted(everywhere.version) == [1, 2]
+
+
+def test_a_time_with_an_offset_is_stored_as_the_same_moment_in_utc(db_url):
+    # SQLite's DateTime drops the offset and reads give the stored time back as UTC: 10:00+02:00
+    # came back as 10:00 UTC, two hours late. PostgreSQL's timestamptz kept the moment.
+    store = Store(db_url)
+    aware = store.save_review(
+        make_record(created_at=datetime.fromisoformat("2024-05-01T10:00:00+02:00"))
+    )
+    naive = store.save_review(make_record(created_at=datetime(2024, 5, 1, 10, 0)))  # UTC
+    times = store.reviews_frame().set_index("review_id").created_at
+    assert times[aware.review_id] == pd.Timestamp("2024-05-01T08:00:00", tz="UTC")
+    assert times[naive.review_id] == pd.Timestamp("2024-05-01T10:00:00", tz="UTC")
+    # The same for a study and a case's addition and removal, restored by a study import.
+    study = store.create_study(
+        "restored",
+        "IDC",
+        "open",
+        "idc",
+        created_at=datetime.fromisoformat("2024-05-01T10:00+02:00"),
+    )
+    assert store.study(study.study_id).created_at == datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+    rec = make_record()
+    item = ItemRecord(rec.item_hash, rec.filename, rec.width, rec.height, rec.kind, rec.mpp)
+    case, _ = store.add_case(
+        study.study_id,
+        item,
+        b"patch bytes",
+        "",
+        "admin",
+        added_at=datetime.fromisoformat("2024-05-01T11:00:00-01:00"),
+    )
+    store.remove_case(case.case_id, "dr-b", removed_at=datetime(2024, 5, 2, 9, 30))
+    back = store.cases(study.study_id, removed=True)[0]
+    assert (back.added_at, back.added_by, back.removed_at, back.removed_by) == (
+        datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        "admin",
+        datetime(2024, 5, 2, 9, 30, tzinfo=UTC),
+        "dr-b",
+    )
+    assert store.case(case.case_id) == back
+
+
+def test_account_names_that_differ_only_in_case_are_one_account(db_url):
+    # Sign-in matches names with str.casefold: the store must refuse the same names, on every
+    # backend (SQLite's lower() folds ASCII only; neither lower() folds "ß" as casefold does).
+    store = Store(db_url)
+    store.add_reader("Élodie", None)
+    store.add_reader("Straße", None)
+    for same, taken in [("élodie", "Élodie"), ("ÉLODIE", "Élodie"), ("STRASSE", "Straße")]:
+        with pytest.raises(ValueError, match=f"an account named '{taken}' exists already"):
+            store.add_reader(same, None)
+    assert sorted(r.name for r in store.readers()) == ["Straße", "Élodie"]
+
+
+def test_a_case_without_image_bytes_is_only_for_images_never_kept(db_url):
+    # A first-release review's image was never kept: a study export of it restores its case
+    # without bytes; bytes that are given must still be the image's.
+    store = Store(db_url)
+    study = store.create_study("restored", "IDC", "open", "idc")
+    rec = make_record()
+    item = ItemRecord(rec.item_hash, rec.filename, rec.width, rec.height, rec.kind, rec.mpp)
+    with pytest.raises(ValueError, match="do not match its hash"):
+        store.add_case(study.study_id, item, b"other bytes", "", None)
+    case, new = store.add_case(study.study_id, item, None, "", None)
+    assert new and store.cases(study.study_id) == [case]
+    assert store.image_bytes(item.item_hash) is None
 
 
 def test_two_writers_at_once(db_url):

@@ -7,17 +7,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import sqlite3
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sqlalchemy.exc import OperationalError
-from test_annotations_store import db_url  # noqa: F401 - the SQLite / PostgreSQL fixture
+from test_annotations_store import (
+    V1_FIXTURE,
+    db_url,  # noqa: F401 - the SQLite / PostgreSQL fixture
+)
 
 from annotations.geojson import mask_to_geojson
 from annotations.records import ReviewRecord, ScoreRecord
@@ -310,6 +316,180 @@ def test_a_study_exports_and_imports_into_an_empty_database(
     assert len(target.reviews_frame(study_id=second.study_id)) == 3
 
 
+def _details(store: Store, study_id: int) -> list[tuple[Any, ...]]:
+    """A study's cases as what an import must keep of them."""
+    return [
+        (
+            c.item.item_hash,
+            c.position,
+            c.group,
+            c.added_at,
+            c.added_by,
+            c.removed,
+            c.removed_at,
+            c.removed_by,
+        )
+        for c in store.cases(study_id, removed=True)
+    ]
+
+
+def test_an_import_keeps_when_and_by_whom_the_study_and_its_cases_were_made(
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "source").mkdir()  # images of its own (blobs beside the file), not the target's
+    source = Store(f"sqlite:///{tmp_path / 'source' / 'source.sqlite'}")
+    study, cases = filled(source)
+    data = studyio.export_study(source, study)
+    target = Store(db_url)
+    restored = studyio.import_study(target, data)
+    assert (restored.created_at, restored.created_by) == (study.created_at, study.created_by)
+    assert target.study(restored.study_id).created_at == study.created_at
+    assert _details(target, restored.study_id) == _details(source, study.study_id)
+    assert [d[4] for d in _details(target, restored.study_id)] == ["admin"] * 3
+    assert _details(target, restored.study_id)[2][5:] == (
+        True,
+        source.cases(study.study_id, removed=True)[2].removed_at,
+        "admin",
+    )
+
+    # Times written with an offset (a study.json from elsewhere) are the same moments in UTC.
+    def with_offsets(content: dict[str, Any]) -> None:
+        content["study"]["created_at"] = "2024-05-01T10:00:00+02:00"
+        content["cases"][2]["removed_at"] = "2024-05-01T10:00:00+02:00"
+        content["reads"][0]["created_at"] = "2024-05-01T10:00:00+02:00"
+
+    moved = studyio.import_study(target, _edited(data, with_offsets), "moved")
+    eight = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+    assert target.study(moved.study_id).created_at == eight
+    assert target.cases(moved.study_id, removed=True)[2].removed_at == eight
+    reads = target.reviews_frame(study_id=moved.study_id)
+    assert reads.created_at.iloc[0] == pd.Timestamp(eight)
+    # Versions count a reader's reads of an image across the database: the second copy's
+    # reads of the same images follow the first copy's.
+    assert list(reads.version) == [3, 4, 2]
+
+    # An export from before these details: taken all the same (added now, by nobody).
+    def older(content: dict[str, Any]) -> None:
+        for case in content["cases"]:
+            for key in ("image_kept", "added_at", "added_by", "removed_at", "removed_by"):
+                del case[key]
+
+    old = studyio.import_study(target, _edited(data, older), "older")
+    assert [(d[4], d[5], d[7]) for d in _details(target, old.study_id)] == [
+        (None, False, None),
+        (None, False, None),
+        (None, True, None),
+    ]
+    assert target.image_bytes(cases[0].item.item_hash) == png(1)
+
+
+def test_a_study_of_first_release_reviews_moves_without_the_images_never_kept(
+    db_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # A first-release database keeps reviews, not images: migrated, its reviews are the study
+    # "Reviews before studies" whose cases have no image bytes.
+    (tmp_path / "source").mkdir()
+    path = tmp_path / "source" / "v1.sqlite"
+    shutil.copy(V1_FIXTURE, path)
+    source = Store(f"sqlite:///{path}")
+    earlier = next(s for s in source.studies() if s.name == "Reviews before studies")
+    studies.add_images(source, earlier, [("new.png", png(9))], "admin", 50)
+    data = studyio.export_study(source, earlier)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        content = json.loads(archive.read("study.json"))
+        images = [n for n in archive.namelist() if n.startswith("images/")]
+    assert [c["image_kept"] for c in content["cases"]] == [False, False, False, True]
+    assert images == [f"images/{content['cases'][3]['item']['item_hash']}"]
+
+    target = Store(db_url)
+    restored = studyio.import_study(target, data)
+    cases = target.cases(restored.study_id)
+    assert [c.item for c in cases] == [c.item for c in source.cases(earlier.study_id)]
+    assert [target.image_bytes(c.item.item_hash) for c in cases] == [None, None, None, png(9)]
+    before = source.reviews_frame(study_id=earlier.study_id)
+    after = target.reviews_frame(study_id=restored.study_id)
+    assert len(after) == 6
+    for column in ("item_hash", "reader", "label", "read_kind", "is_reference", "created_at"):
+        assert list(after[column]) == list(before[column]), column
+    hashes = {c.case_id: c.item.item_hash for c in cases}
+    assert [hashes[c] for c in after.case_id] == list(after.item_hash)
+    # An export that says it has a case's image, or says nothing (an export from before
+    # "image_kept": every image was there), must hold it.
+    for kept in (True, None):
+
+        def claim(content: dict[str, Any], kept: bool | None = kept) -> None:
+            if kept is None:
+                del content["cases"][0]["image_kept"]
+            else:
+                content["cases"][0]["image_kept"] = kept
+
+        with pytest.raises(ValueError) as refused:
+            studyio.import_study(target, _edited(data, claim), "retry")
+        assert (
+            str(refused.value)
+            == f"the export lacks the image of case {content['cases'][0]['case_id']}"
+        )
+    assert "retry" not in [s.name for s in target.studies()]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            lambda c: c["reads"][0]["scores"][0].update(sensitivity=0.5),
+            "read 1: ScoreRecord.__init__() got an unexpected keyword argument 'sensitivity'",
+        ),
+        (
+            lambda c: c["cases"][0]["item"].pop("kind"),
+            "case 1: ItemRecord.__init__() missing 1 required positional argument: 'kind'",
+        ),
+        (lambda c: c["reads"][0].pop("mpp"), "read 1: no field 'mpp'"),
+        (lambda c: c["reads"][1].update(blinded="yes"), "read 2: 'blinded' is str, not bool"),
+        (
+            lambda c: c["reads"][2].update(created_at="yesterday"),
+            "read 3: Invalid isoformat string: 'yesterday'",
+        ),
+        (lambda c: c["reads"][0].update(reader=" "), "read 1: reader must be a non-empty string"),
+        (lambda c: c["cases"][1].update(position="2"), "case 2: 'position' is str, not int"),
+        (lambda c: c["study"].pop("blinding"), "study: no field 'blinding'"),
+    ],
+)
+def test_a_malformed_study_json_is_refused_in_one_line_before_writing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    change: Callable[[dict[str, Any]], Any],
+    why: str,
+) -> None:
+    source = Store(f"sqlite:///{tmp_path / 'source.sqlite'}")
+    study, _ = filled(source)
+    broken = _edited(studyio.export_study(source, study), change)
+    target = Store(f"sqlite:///{tmp_path / 'target.sqlite'}")
+    with pytest.raises(ValueError) as refused:
+        studyio.import_study(target, broken)
+    assert str(refused.value) == f"a malformed study.json ({why})"
+    path = tmp_path / "study.zip"
+    path.write_bytes(broken)
+    assert cli(["--db", target.url, "study", "import", str(path)]) == 2
+    assert capsys.readouterr().err == f"error: a malformed study.json ({why})\n"
+    assert [s.name for s in target.studies()] == ["Default study"]  # a new database's
+    assert len(target.reviews_frame()) == 0
+
+
+def _edited(data: bytes, change: Callable[[dict[str, Any]], Any]) -> bytes:
+    """The export with its study.json changed in place by ``change``."""
+
+    def rewrite(name: str, content: bytes) -> bytes:
+        if name != "study.json":
+            return content
+        study = json.loads(content)
+        change(study)
+        return json.dumps(study).encode()
+
+    return _rewritten(data, rewrite)
+
+
 def _rewritten(data: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
     """The export with each member passed through ``change`` (None drops it)."""
     out = io.BytesIO()
@@ -359,6 +539,51 @@ def test_backup_copies_a_live_sqlite_database(tmp_path: Path) -> None:
     assert cli(["--db", url, "backup", "--to", str(target)]) == 2
     # A folder that is not there: refused with a line, not a traceback.
     assert cli(["--db", url, "backup", "--to", str(tmp_path / "no-such" / "b.sqlite")]) == 2
+
+
+def test_backup_refuses_a_database_file_that_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped --db once created and migrated an empty database there, and backed that up.
+    typo = tmp_path / "reveiws.sqlite"
+    target = tmp_path / "backup.sqlite"
+    assert cli(["--db", f"sqlite:///{typo}", "backup", "--to", str(target)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: no SQLite database at {typo.resolve()}: check --db (nothing to back up)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_adding_images_that_add_nothing_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    study = studies.default_study(store)
+    add = ["--db", store.url, "study", "add-images", "--study", study.name]
+    none = tmp_path / "no-images"
+    none.mkdir()
+    (none / "notes.txt").write_text("not an image")
+    assert cli([*add, str(none)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: no images found in {none}: added no cases to {study.name}\n"
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"broken")
+    (broken / "b.png").write_bytes(b"broken too")
+    assert cli([*add, str(broken)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and all(line.startswith("refused: ") for line in lines[:2])
+    assert lines[2] == f"error: every image in {broken} was refused: added no cases to {study.name}"
+    assert store.cases(study.study_id) == []
+    # Images that are cases already: nothing new, and no mistake (a folder added again).
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "a.png").write_bytes(png(4))
+    assert cli([*add, str(good)]) == 0 and cli([*add, str(good)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"added {n} cases to {study.name}" for n in (1, 0)
+    ]
 
 
 @pytest.mark.parametrize(
