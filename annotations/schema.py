@@ -146,12 +146,13 @@ class Draft(Base):
 
 
 class Place(Base):
-    """Where a reader last was: their study and case, to return to after a reload."""
+    """Where a reader last was in a study: its case, to return to after a reload or another
+    study; the latest row is the study they were in last."""
 
     __tablename__ = "places"
 
     reader: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), primary_key=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

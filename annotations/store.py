@@ -851,27 +851,36 @@ class Store:
             return None if found is None else dict(json.loads(found.content))
 
     def set_place(self, reader: str, study_id: int, case_id: int | None) -> None:
-        """Remembers where a reader is: their study and case."""
+        """Remembers where a reader is: their case in a study (one place per study)."""
+        now = datetime.now(UTC)
         with self.writing() as session:
-            place = session.get(Place, reader)
-            if place is None:
-                session.add(
-                    Place(
-                        reader=reader,
-                        study_id=study_id,
-                        case_id=case_id,
-                        updated_at=datetime.now(UTC),
-                    )
+            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            # An upsert: two tabs of one reader may both be the first to move in a study.
+            session.execute(
+                dialect.insert(Place)
+                .values(reader=reader, study_id=study_id, case_id=case_id, updated_at=now)
+                .on_conflict_do_update(
+                    index_elements=[Place.reader, Place.study_id],
+                    set_={"case_id": case_id, "updated_at": now},
                 )
-            else:
-                place.study_id, place.case_id = study_id, case_id
-                place.updated_at = datetime.now(UTC)
+            )
 
     def place(self, reader: str) -> tuple[int, int | None] | None:
         """Where a reader last was: (study id, case id or None), None for a new reader."""
         with self._reading() as session:
-            found = session.get(Place, reader)
+            found = session.execute(
+                select(Place.study_id, Place.case_id)
+                .where(Place.reader == reader)
+                .order_by(Place.updated_at.desc())
+                .limit(1)
+            ).first()
             return None if found is None else (found.study_id, found.case_id)
+
+    def place_in(self, reader: str, study_id: int) -> int | None:
+        """The case a reader was at in a study; None when they have not been in it."""
+        with self._reading() as session:
+            found = session.get(Place, (reader, int(study_id)))
+            return None if found is None else found.case_id
 
     def last_reader(self) -> str | None:
         """The reader who moved most recently (the local, single-user start's default)."""

@@ -505,6 +505,38 @@ def test_a_first_release_database_migrates_on_every_backend(db_url):
     assert len(scores) == 4 and scores.auroc.tolist() == [0.6, 0.7, 0.6, 0.7]
 
 
+def test_a_reader_has_a_place_in_each_study_and_keeps_it_through_the_migration(db_url):
+    # Revision 0003 kept one place per reader: a glance at another study lost the first's case.
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0003")
+        conn.exec_driver_sql(
+            "INSERT INTO studies (id, name, label_set, blinding, anonymise, model_set, created_at)"
+            " VALUES (7, 'pilot', 'IDC', 'blinded', false, 'idc', CURRENT_TIMESTAMP)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO places (reader, study_id, case_id, updated_at) "
+            "VALUES ('dr-a', 7, NULL, CURRENT_TIMESTAMP)"
+        )
+    engine.dispose()
+    store = Store(db_url)
+    assert store.place("dr-a") == (7, None) and store.place_in("dr-a", 7) is None
+    first = store.create_study("first", "IDC", "blinded", "idc")
+    second = store.create_study("second", "IDC", "blinded", "idc")
+    item = ItemRecord(content_hash(b"x"), "x.png", 50, 50, "patch", None)
+    case_a, _ = store.add_case(first.study_id, item, b"x", "g", None)
+    case_b, _ = store.add_case(second.study_id, item, b"x", "g", None)
+    store.set_place("dr-a", first.study_id, case_a.case_id)
+    store.set_place("dr-a", second.study_id, case_b.case_id)
+    assert store.place_in("dr-a", first.study_id) == case_a.case_id
+    assert store.place_in("dr-a", second.study_id) == case_b.case_id
+    assert store.place("dr-a") == (second.study_id, case_b.case_id)  # the latest
+    store.set_place("dr-a", first.study_id, None)
+    assert store.place("dr-a") == (first.study_id, None)
+    assert store.place_in("dr-a", second.study_id) == case_b.case_id
+    assert store.place_in("dr-b", first.study_id) is None and store.place("dr-b") is None
+
+
 def test_the_migrated_schema_is_the_declared_schema(db_url):
     # Autogenerate compares the migrated database with annotations.schema: no difference.
     Store(db_url).close()

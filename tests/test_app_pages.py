@@ -395,6 +395,24 @@ def test_each_reader_taking_over_the_browser_returns_to_their_own_place(env: str
     assert Store(env).place("dr-a")[1] == cases[1]
 
 
+def test_a_reader_returns_to_their_case_in_a_study_after_another(env: str) -> None:
+    at = add(start(), [(f"p{i}.png", png(patch(50 + i))) for i in range(3)])
+    first = int(at.selectbox(key="study_choice").value)
+    other = open_study(env)
+    at.run()  # the sidebar's chooser lists the new study
+    at = add(choose_study(at, other), [("q.png", png(patch(60)))])
+    at = choose_study(at, first)
+    at.switch_page(REVIEW).run()
+    at.button(key="next").click().run()
+    at.button(key="next").click().run()
+    third = case_id(at)
+    at = choose_study(at, other)
+    assert case_id(at) == Store(env).cases(other)[0].case_id
+    # Back in the first study: the third case, where the reader left it.
+    at = choose_study(at, first)
+    assert case_id(at) == third
+
+
 def test_a_corrected_aided_read_keeps_what_the_form_shows(env: str) -> None:
     at = review_page(patch(17))
     draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-negative")

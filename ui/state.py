@@ -69,14 +69,18 @@ def set_study(study: int) -> None:
 
 def case_id(reader: str | None) -> int | None:
     """The case under review: chosen in this session, else in the address bar, else where the
-    reader last was."""
+    reader last was in this study."""
     if "case_id" not in st.session_state:
         from_url = st.query_params.get("case")
-        place = _store_place(reader)
+        study = st.session_state.get("study_id")
         if from_url and from_url.isdigit():
             st.session_state["case_id"] = int(from_url)
-        elif place and place[0] == st.session_state.get("study_id"):
-            st.session_state["case_id"] = place[1]
+        elif reader and study is not None:
+            try:
+                place = cache.store(cache.database_url()).place_in(reader, int(study))
+            except StoreError:
+                place = None
+            st.session_state["case_id"] = place
         else:
             st.session_state["case_id"] = None
     value = st.session_state["case_id"]
