@@ -191,6 +191,11 @@ def _scores(result: dict[str, float | None]) -> dict[str, float | None]:
     return {"energy": result["energy"], "auroc": result["auroc"]}
 
 
+def _figure(value: float | None) -> str:
+    """A figure to four places; 'n/a' where the set has one class only (no AUC, no balance)."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def write_report(results: dict[str, Any], path: str | Path) -> Path:
     """Writes a self-contained plotly HTML report: ROC, confusion matrix, reliability bars and
     per-patient accuracy (when present)."""
@@ -204,11 +209,9 @@ def write_report(results: dict[str, Any], path: str | Path) -> Path:
         subplot_titles=("ROC (one vs rest)", "Confusion matrix", "Per patient accuracy"),
     )
     for name, curve in results["roc"].items():
-        auc = results["per_class"][name]["auc"]
+        auc = _figure(results["per_class"][name]["auc"])
         fig.add_trace(
-            go.Scatter(
-                x=curve["fpr"], y=curve["tpr"], mode="lines", name=f"{name} (AUC {auc:.3f})"
-            ),
+            go.Scatter(x=curve["fpr"], y=curve["tpr"], mode="lines", name=f"{name} (AUC {auc})"),
             row=1,
             col=1,
         )
@@ -241,12 +244,11 @@ def write_report(results: dict[str, Any], path: str | Path) -> Path:
     fig.update_yaxes(title_text="true positive rate", row=1, col=1)
     fig.update_xaxes(title_text="predicted", row=1, col=2)
     fig.update_yaxes(title_text="true", autorange="reversed", row=1, col=2)
-    auc = results["auc"]
     fig.update_layout(
         title=(
             f"{results['model']} on {results['data']}: n={results['n']}, accuracy "
-            f"{results['accuracy']:.4f}, balanced {results['balanced_accuracy']:.4f}, AUC "
-            f"{'n/a' if auc is None else f'{auc:.4f}'}, ECE {results['ece']:.4f}"
+            f"{results['accuracy']:.4f}, balanced {_figure(results['balanced_accuracy'])}, AUC "
+            f"{_figure(results['auc'])}, ECE {results['ece']:.4f}"
         ),
         height=480,
         width=1500,
@@ -276,8 +278,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=0,
         help="with --fold: evaluate only that validation fold of k patient folds",
     )
-    p.add_argument("--fold", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0, help="the seed the folds were made with")
+    p.add_argument("--fold", type=int, default=None, help="with --folds: which (default 0)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="with --folds: the seed they were made with (0)"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
         "--maps",
@@ -305,13 +309,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         regions = [(Path(folder), _positive(mpp, "--regions MPP")) for folder, mpp in args.regions]
         if regions and not args.maps:
             raise ValueError("--regions needs --maps")
-        if args.folds >= 2 and not 0 <= args.fold < args.folds:
+        if args.folds < 2 and (args.fold is not None or args.seed is not None):
+            # Without folds the whole set is evaluated, its training patients included.
+            raise ValueError("--fold and --seed need --folds 2 or more")
+        index, seed = args.fold or 0, args.seed or 0
+        if args.folds >= 2 and not 0 <= index < args.folds:
             # Checked here: evaluate() would index the folds with it, and -1 would pass silently.
             raise ValueError(
-                f"--fold {args.fold} is not one of the {args.folds} folds (0 to {args.folds - 1})"
+                f"--fold {index} is not one of the {args.folds} folds (0 to {args.folds - 1})"
             )
         model = load_model(args.model, args.device)
-        fold = (args.folds, args.fold, args.seed) if args.folds >= 2 else None
+        fold = (args.folds, index, seed) if args.folds >= 2 else None
         results = evaluate(
             model,
             args.data,

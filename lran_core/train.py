@@ -224,6 +224,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         info = _load_state(state_path, model, opt, gen)
         start, best = info["epoch"] + 1, info["best"]
         print(f"resumed after epoch {info['epoch'] + 1}", flush=True)
+    else:
+        # A run from the start logs from the start: an earlier run's epochs in the same folder
+        # would read as this run's (and experiments.finished counts the lines).
+        log_path.write_text("")
 
     started = time.time()
     for epoch in range(start, c.epochs):

@@ -25,6 +25,8 @@ from lran_core.data import (
     read_mpp,
 )
 from lran_core.evaluate import main as evaluate_main
+from lran_core.evaluate import write_report
+from lran_core.metrics import compute_metrics
 from lran_core.train import main as train_main
 
 FORMAT = "lran-review/1"
@@ -482,6 +484,19 @@ def test_evaluate_refuses_bad_input_in_one_line(capsys, folders, tmp_path):
         capsys, evaluate_main, _evaluate(folders, model, "data", "--folds", "2", "--fold", "-1")
     )
     assert line == "error: --fold -1 is not one of the 2 folds (0 to 1)"
+    # Without folds, a fold would be ignored and the whole set evaluated.
+    for extra in (["--fold", "1"], ["--seed", "3"], ["--folds", "1", "--fold", "0"]):
+        line = _cli_error(capsys, evaluate_main, _evaluate(folders, model, "data", *extra))
+        assert line == "error: --fold and --seed need --folds 2 or more"
+
+
+def test_a_report_of_a_set_of_one_class_says_n_a(tmp_path):
+    # A small fold may hold one class: no balanced accuracy and no AUC, written as such.
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.8, 0.2]])
+    results = compute_metrics([0, 0, 0], probs, ["neg", "pos"])
+    assert results["balanced_accuracy"] is None and results["auc"] is None
+    report = write_report({**results, "model": "m", "data": "d"}, tmp_path / "r.html")
+    assert "balanced n\\u002fa, AUC n\\u002fa" in report.read_text()  # "/" escaped in JSON
 
 
 def _train(root: Path, data: str, out: Path, *extra: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Training CLI: overfits a tiny synthetic set, is deterministic for a seed, resumes."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -70,6 +71,11 @@ def test_overfits_and_resumes(synthetic, tmp_path):
     assert best.meta.metrics["validation"]["accuracy"] == 1.0
     _run(synthetic, out, "--epochs", "7", "--batches-per-epoch", "4", "--resume")
     assert [r["epoch"] for r in _log(out)] == [1, 2, 3, 4, 5, 6, 7]
+    # A run from the start into the same folder logs its own epochs only.
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    _run(synthetic, again, "--epochs", "1", "--batches-per-epoch", "1")
+    assert [r["epoch"] for r in _log(again)] == [1]
     results = evaluate_main(
         [
             "--model",
