@@ -24,7 +24,9 @@ from .checkpoint import load_model
 from .data import IDC_NATIVE, PatchDataset, kfold_by_group, read_dataset
 from .mapquality import (
     border_bias,
+    cam_grid,
     centre_ratio,
+    chance_border_bias,
     localisation,
     patch_maps,
     randomisation_check,
@@ -95,9 +97,10 @@ def map_quality(
     """Map-quality figures (design.md §3b) of a model on uint8 images (N, 3, h, h) with labels.
 
     Per class (by true label, at most ``max_maps`` images each, evenly spaced): ``border_bias``
-    of the predicted class's CAM and of the attention map (:func:`border_bias`), and with
-    ``centre`` (PCam: 1/3) ``centre_ratio`` of the CAM. Over up to ``max_maps`` images of all
-    classes: ``randomisation`` (:func:`randomisation_check`).
+    of the predicted class's CAM and of the attention map (:func:`border_bias`), the level a
+    map blind to position reaches on the same grid (:func:`chance_border_bias`), and with
+    ``centre`` (PCam: 1/3) ``centre_ratio`` of the true class's CAM. Over up to ``max_maps``
+    images of all classes: ``randomisation`` (:func:`randomisation_check`).
     """
     y = np.asarray(labels)
     out: dict[str, Any] = {"per_class": {}}
@@ -109,11 +112,19 @@ def map_quality(
         idx = idx[np.linspace(0, len(idx) - 1, min(max_maps, len(idx))).round().astype(int)]
         picked_all.append(idx)
         m = patch_maps(model, images[torch.from_numpy(idx)])
-        entry: dict[str, Any] = {"cam_border_bias": border_bias(m["cam"])}
+        side = images.shape[-1]
+        entry: dict[str, Any] = {
+            "cam_border_bias": border_bias(m["cam"]),
+            "cam_border_chance": chance_border_bias(cam_grid(model), (side, side)),
+        }
         if m["attention"] is not None:
             entry["attention_border_bias"] = border_bias(m["attention"])
         if centre is not None:
-            entry["cam_centre"] = centre_ratio(m["cam"], centre)
+            # The CAM of the class the centre holds (PCam positives: tumour), not of the
+            # prediction: a missed positive's own-class CAM says nothing of the tumour.
+            truth = torch.full((len(idx),), c, dtype=torch.long)
+            cams = patch_maps(model, images[torch.from_numpy(idx)], truth)["cam"]
+            entry["cam_centre"] = centre_ratio(cams, centre)
         out["per_class"][name] = entry
     sample = np.sort(np.concatenate(picked_all))
     sample = sample[np.linspace(0, len(sample) - 1, min(max_maps, len(sample))).round().astype(int)]

@@ -190,6 +190,7 @@ def _badge(val: dict[str, Any], loc: dict[str, Any], positive: str) -> dict[str,
         "peak_in_ring": border["peak_in_ring"],
         "mass_in_ring": border["mass_in_ring"],
         "ring_area": border["ring_area"],
+        "ring_chance": maps["per_class"][positive]["cam_border_chance"]["peak_in_ring"],
         "randomisation_cam": maps["randomisation"]["cam"],
         "randomisation_attention": maps["randomisation"]["attention"],
     }

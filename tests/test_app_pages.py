@@ -610,13 +610,18 @@ def test_an_open_study_shows_the_maps_and_stores_the_chosen_cam_class(env: str) 
 BADGE_CASES = [
     (
         {
-            "resnet18": {"peak_in_ring": 0.63, "ring_area": 0.42, "randomisation_cam": 0.22},
+            "resnet18": {
+                "peak_in_ring": 0.63,
+                "ring_area": 0.42,
+                "ring_chance": 0.58,
+                "randomisation_cam": 0.22,
+            },
             "resnet18-ran": {"peak_in_ring": 0.31, "ring_area": 0.42, "centre_ratio": 2.6},
             "resnet18-lran": {"centre_ratio": 1.4, "randomisation_cam": 0.08},
         },
         [
             "⚠️ **ResNet-18**: CAM peaks at the patch border in 63% of positives (border = 42% of"
-            " the area); randomisation check: Spearman 0.22",
+            " the area; a map blind to position: 58%); randomisation check: Spearman 0.22",
             "✓ **R-RAN**: CAM peaks at the patch border in 31% of positives (border = 42% of the"
             " area); CAM mass in the patch centre 2.6x its area on positives",
             "⚠️ **R-LRAN**: CAM mass in the patch centre 1.4x its area on positives;"

@@ -12,12 +12,16 @@ from torchvision.models import densenet121, resnet18
 
 
 class Trunk(nn.Sequential):
-    """A feature extractor with known output channels and stride."""
+    """A feature extractor with known output channels and stride; its layers from index
+    ``last_stage`` on are its last stage (what the randomisation check re-initialises)."""
 
-    def __init__(self, layers: list[nn.Module], out_channels: int, stride: int) -> None:
+    def __init__(
+        self, layers: list[nn.Module], out_channels: int, stride: int, last_stage: int
+    ) -> None:
         super().__init__(*layers)
         self.out_channels = out_channels
         self.stride = stride
+        self.last_stage = last_stage
 
 
 _RESNET_CUTS = {"layer2": (128, 8), "layer3": (256, 16), "layer4": (512, 32)}
@@ -34,7 +38,7 @@ def resnet18_trunk(cut: str = "layer3") -> Trunk:
         if name == cut:
             break
     channels, stride = _RESNET_CUTS[cut]
-    return Trunk(layers, channels, stride)
+    return Trunk(layers, channels, stride, last_stage=len(layers) - 1)
 
 
 _DENSENET_CUTS = {"denseblock2": (512, 8), "denseblock3": (1024, 16), "denseblock4": (1024, 32)}
@@ -57,8 +61,9 @@ def densenet_trunk(cut: str = "denseblock3") -> Trunk:
         if name == cut:
             break
     channels, stride = _DENSENET_CUTS[cut]
+    last_stage = len(layers) - 1  # the cut's dense block, with the closing norm and ReLU
     layers += [nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
-    return Trunk(layers, channels, stride)
+    return Trunk(layers, channels, stride, last_stage)
 
 
 def simplenet_trunk(cut: str = "stage4", width: int = 1) -> Trunk:
@@ -77,11 +82,12 @@ def simplenet_trunk(cut: str = "stage4", width: int = 1) -> Trunk:
     if cut not in plan:
         raise ValueError(f"simplenet cut must be one of {sorted(plan)}, got {cut!r}")
     layers: list[nn.Module] = []
-    in_ch, stride = 3, 2
+    in_ch, stride, last_stage = 3, 2, 0
     for name, widths in plan.items():
         if name != "stage1":
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
             stride *= 2
+        last_stage = len(layers)
         for w in widths:
             w *= width
             first = not layers
@@ -93,7 +99,7 @@ def simplenet_trunk(cut: str = "stage4", width: int = 1) -> Trunk:
             in_ch = w
         if name == cut:
             break
-    return Trunk(layers, in_ch, stride)
+    return Trunk(layers, in_ch, stride, last_stage)
 
 
 BASES: dict[str, Callable[..., Trunk]] = {

@@ -210,10 +210,13 @@ def quality_badges(model_set: ModelSet, titles: dict[str, str]) -> None:
         warnings = []
         ring = figures.get("peak_in_ring")
         area = figures.get("ring_area")
+        chance = figures.get("ring_chance")
         if ring is not None and area is not None:
+            # A map blind to position peaks there more often than the border's area share.
+            blind = f"; a map blind to position: {chance:.0%}" if chance is not None else ""
             warnings.append(
                 f"CAM peaks at the patch border in {ring:.0%} of positives "
-                f"(border = {area:.0%} of the area)"
+                f"(border = {area:.0%} of the area{blind})"
             )
         # PCam labels a patch by its central 32 x 32 px: positives' CAMs belong there.
         centre = figures.get("centre_ratio")
