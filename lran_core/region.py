@@ -426,6 +426,14 @@ def _map_one(
 ) -> RegionMaps:
     started = time.perf_counter()
     geo = _geometry(model, rgb.shape[:2], mpp)
+    fine_stride = geo.stride
+    if model.attention_branch is not None:
+        fine_stride = model.attention_branch.output_stride
+        if fine_stride > geo.stride or geo.stride % fine_stride:
+            raise RegionError(
+                f"model {model.meta.variant}: its attention cells ({fine_stride} px) do not "
+                f"divide its feature cells ({geo.stride} px)"
+            )
     image = _input_image(rgb, geo)
     b, logits, fine, blocks = _features(model, image, geo, block, bf16, step)
     del image
@@ -459,7 +467,10 @@ def _map_one(
     cam = cam_t.numpy()
     attention = None
     if fine is not None:
-        attention = _attention(fine, k).numpy()
+        # The attention logits' cells are ``ratio`` times finer than the base's (2 for the
+        # default cuts, 1 for layer2): its window and its first cell scale with them.
+        ratio = geo.stride // fine_stride
+        attention = _attention(fine, ratio * k // 2).numpy()
         del fine
     k_classes = len(model.meta.class_names)
     shape = (int(rgb.shape[0]), int(rgb.shape[1]))
@@ -470,7 +481,7 @@ def _map_one(
         _to_image(probs[c], geo, geo.stride, 0, shape, full[c])
     _to_image(cam, geo, geo.stride, 0, shape, full[k_classes])
     if attention is not None:
-        _to_image(attention, geo, geo.stride // 2, 2 * p, shape, full[k_classes + 1])
+        _to_image(attention, geo, fine_stride, ratio * p, shape, full[k_classes + 1])
     return RegionMaps(
         probs=full[:k_classes],
         cam=full[k_classes],
@@ -486,8 +497,9 @@ def _map_one(
 
 def _attention(fine: Tensor, k: int) -> Tensor:
     """The attention display map from the finer logits (C, h, w): exp(a) of every channel
-    relative to its mean over the field-of-view window around each point (2k fine cells),
-    averaged over the channels; CHANNEL_CHUNK channels at a time."""
+    relative to its mean over the field-of-view window around each point (2k + 1 fine cells,
+    k the half field of view in fine cells), averaged over the channels; CHANNEL_CHUNK
+    channels at a time."""
     total = torch.zeros(fine.shape[-2:], dtype=torch.float32)
     tiny = torch.finfo(torch.float32).tiny
     for c in range(0, fine.shape[0], CHANNEL_CHUNK):

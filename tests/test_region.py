@@ -302,3 +302,35 @@ def test_tumour_is_labels_2_and_3_of_a_grey_or_rgb_mask(tmp_path):
         labelled_images(tmp_path)
     Image.fromarray(labels).save(tmp_path / "grey_mask.png")
     assert labelled_images(tmp_path) == [(tmp_path / "grey.png", tmp_path / "grey_mask.png")]
+
+
+class _RedAttention(torch.nn.Module):
+    """An attention branch whose logits are high where the image is red, at stride 8 (the real
+    branch's, with 5 levels and 2 decoder levels)."""
+
+    output_stride = 8
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        red = torch.nn.functional.avg_pool2d(x[:, :1], self.output_stride)
+        return (5 * red).repeat(1, self.channels, 1, 1), []
+
+
+@pytest.mark.parametrize("cut", ["layer3", "layer2"])
+def test_the_region_attention_map_is_where_the_attention_is_for_every_cut(cut: str) -> None:
+    # Base stride 16 (layer3) or 8 (layer2), attention stride 8: the map was placed as if the
+    # attention were always twice as fine as the base (layer2's red square came out at half
+    # its place).
+    torch.manual_seed(0)
+    model = build_model("resnet18-lran", 2, cut=cut).eval()
+    model.attention_branch = _RedAttention(model.features.out_channels)
+    model.meta.mpp, model.meta.input_size, model.meta.native_size = 1.0, 64, None
+    rgb = np.full((256, 256, 3), 100, np.uint8)
+    rgb[64:80, 160:176, 0] = 255  # centred at (72, 168)
+    maps = map_region({"m": model}, rgb, 1.0, precision="fp32", map_side=None)["m"]
+    assert maps.attention is not None
+    y, x = np.unravel_index(maps.attention.argmax(), maps.attention.shape)
+    assert abs(y - 72) <= 6 and abs(x - 168) <= 6, (y, x)
