@@ -332,14 +332,26 @@ def read_idc(root: str | Path) -> tuple[list[Sample], list[str]]:
     return samples, [IDC_CLASS_NAMES.get(name, name) for name in labels]
 
 
+# A crop's index after its source image's name: BreakHis crops SOB_B_A_14-22549AB_0 to _5,
+# BACH tiles A03_0_11 of region A03_0.
+_CROP_INDEX = re.compile(r"_\d+$")
+
+
+def source_image(stem: str) -> str:
+    """The source image a file (by its stem) was cut from: the stem without a trailing
+    ``_<n>``. Crops of one image are near-duplicates, so they share a group."""
+    return _CROP_INDEX.sub("", stem) or stem
+
+
 def read_class_folders(root: str | Path) -> tuple[list[Sample], list[str]]:
-    """Reads ``<class>/*.{png,jpg,tif}`` (as BACH and BreakHis are shipped); groups are images."""
+    """Reads ``<class>/*.{png,jpg,tif}`` (as BACH and BreakHis are shipped); groups are source
+    images (:func:`source_image`), so the crops of one never straddle train and validation."""
     root = Path(root)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and _images_in(p))
     if len(classes) < 2:
         raise ValueError(f"{root}: need at least two class folders with images, found {classes}")
     samples = [
-        Sample(img, i, f"{name}/{img.stem}")
+        Sample(img, i, source_image(img.stem))
         for i, name in enumerate(classes)
         for img in _images_in(root / name)
     ]

@@ -23,6 +23,7 @@ from lran_core.data import (
     read_dataset,
     read_idc,
     read_mpp,
+    source_image,
     split_by_group,
 )
 
@@ -141,6 +142,21 @@ def test_class_folders_and_image_level_split(tmp_path):
     assert len(train) + len(val) == 10 and not {s.path for s in train} & {s.path for s in val}
 
 
+def test_crops_of_one_source_image_stay_in_one_fold(tmp_path):
+    # BreakHis-style crops: <source>_<n>. Grouped by file, folds put crops of one slide image
+    # on both sides of the split.
+    for cls, sources in (("benign", ["SOB_B_A_14-1AB", "SOB_B_F_14-2"]), ("malignant", ["M_3"])):
+        (tmp_path / cls).mkdir()
+        for source in sources:
+            for i in range(4):
+                Image.new("RGB", (12, 12)).save(tmp_path / cls / f"{source}_{i}.png")
+    samples, _, _ = read_dataset(tmp_path)
+    assert {s.group for s in samples} == {"SOB_B_A_14-1AB", "SOB_B_F_14-2", "M_3"}
+    for train, val in kfold_by_group(samples, 3):
+        assert not {s.group for s in train} & {s.group for s in val}
+    assert source_image("patch0000004") == "patch0000004" and source_image("A03_0_11") == "A03_0"
+
+
 @needs_data
 def test_real_idc_readers_and_patient_folds():
     samples, names = read_idc(DATA / "idc")
@@ -160,6 +176,7 @@ def test_real_class_folders_breakhis():
     samples, classes = read_class_folders(DATA / "breakhis-crops")
     assert classes == ["benign", "malignant"]
     assert Counter(s.label for s in samples) == {0: 30, 1: 48}
+    assert len({s.group for s in samples}) == 13  # the slide images the crops were cut from
     assert load_image(samples[0].path).shape == (224, 224, 3)
 
 
