@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +88,13 @@ _MIGRATION_LOCK = 7_312_024
 
 
 class StoreError(RuntimeError):
-    """The review database could not be opened, read or written; the message says why."""
+    """The review database could not be opened, read or written; the message says why.
+    ``locations`` are the database's URL and file as the message names them: server paths, which
+    a reader-facing message may replace."""
+
+    def __init__(self, message: str, locations: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.locations = tuple(locations)
 
 
 def default_url() -> str:
@@ -131,7 +137,9 @@ class Store:
         try:
             self.engine = create_engine(self.url)
         except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreError(f"cannot use database URL {self.url!r}: {exc}") from exc
+            raise StoreError(
+                f"cannot use database URL {self.url!r}: {exc}", [repr(self.url)]
+            ) from exc
         self._label = self.engine.url.render_as_string(hide_password=True)
         self._is_sqlite = self.engine.dialect.name == "sqlite"
         self._file = sqlite_path(self.engine.url)
@@ -171,7 +179,11 @@ class Store:
 
     def _fail(self, action: str, exc: Exception) -> StoreError:
         detail = getattr(exc, "orig", None) or exc
-        return StoreError(f"cannot {action} review database {self._label}: {detail}")
+        return self._error(f"cannot {action} review database {self._label}: {detail}")
+
+    def _error(self, message: str) -> StoreError:
+        """A StoreError that knows where this database is (its URL, and its file for SQLite)."""
+        return StoreError(message, [self._label, *([str(self._file)] if self._file else [])])
 
     # -----------------------------------------------------------------------------------------
     # Opening and migrating
@@ -196,7 +208,7 @@ class Store:
         except (SQLAlchemyError, OSError) as exc:
             raise self._fail("open", exc) from exc
         if missing:
-            raise StoreError(f"review database {self._label} lacks tables {sorted(missing)}")
+            raise self._error(f"review database {self._label} lacks tables {sorted(missing)}")
 
     def _current_revision(self, conn: Connection, config: Config) -> str | None:
         """The database's revision (None when empty), stamping a first-release database;
@@ -206,14 +218,14 @@ class Store:
             if not tables:
                 return None
             if "schema_version" not in tables:
-                raise StoreError(
+                raise self._error(
                     f"{self._label} is not an LRAN Review database (it has tables "
                     f"{sorted(tables)[:5]} but no schema version); point LRAN_REVIEW_DB at "
                     "another database"
                 )
             versions = list(conn.execute(text("SELECT version FROM schema_version")).scalars())
             if versions != [1]:
-                raise StoreError(
+                raise self._error(
                     f"review database {self._label} has schema version {versions}, which this "
                     "program does not know; upgrade LRAN Review to open it"
                 )
@@ -221,7 +233,7 @@ class Store:
         current = MigrationContext.configure(conn).get_current_revision()
         known = {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}
         if current not in known:
-            raise StoreError(
+            raise self._error(
                 f"review database {self._label} has schema revision {current!r}, newer than this "
                 f"program's {head_revision()!r}; upgrade LRAN Review to open it"
             )
@@ -249,7 +261,7 @@ class Store:
         if now != self._identity:
             self.engine.dispose()
             what = "deleted" if now is None else "replaced by another file"
-            raise StoreError(
+            raise self._error(
                 f"the review database file {self._file} was {what} while the app was running; "
                 "nothing was saved. Restart the app (or restore the file) before saving again"
             )

@@ -48,6 +48,8 @@ from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
+from annotations.store import StoreError
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -260,6 +262,19 @@ def log_for_operator(message: str) -> str:
     _ensure_log_handler()
     _LOGGER.error("%s (reference %s)", message, reference)
     return reference
+
+
+def reader_message(err: Exception) -> str:
+    """What a reader is told of an error: its text, except that a review-database error's URL
+    and file (server paths) read "(see the server log)", where the whole message is logged
+    under the reference it then ends with."""
+    if not isinstance(err, StoreError) or not err.locations:
+        return str(err)
+    logged = log_for_operator(f"review database: {err}")
+    text = str(err)
+    for where in err.locations:
+        text = text.replace(where, "(see the server log)")
+    return f"{text} (reference {logged})"
 
 
 def on_script_error(exc: Exception) -> bool:

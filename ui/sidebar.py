@@ -8,7 +8,7 @@ import streamlit as st
 from annotations.records import StudyRecord
 from annotations.store import StoreError
 from review.studies import default_study
-from ui import auth, cache, state, widgets
+from ui import auth, cache, server, state, widgets
 
 
 def draw() -> None:
@@ -23,7 +23,9 @@ def draw() -> None:
             if not studies:
                 studies = [default_study(store)]
         except StoreError as err:
-            st.error(f"The review database cannot be opened: {widgets.plain(str(err))}")
+            st.error(
+                f"The review database cannot be opened: {widgets.plain(server.reader_message(err))}"
+            )
             return
         by_id = {s.study_id: s for s in studies}
         current = state.study_id(person.name if person else None)

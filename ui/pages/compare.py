@@ -29,7 +29,7 @@ from review.compare import (
 )
 from review.modelsets import CheckpointError, NoWeightsError, display_name
 from review.studies import label_set
-from ui import auth, cache, sidebar, widgets
+from ui import auth, cache, server, sidebar, widgets
 from ui.views import blinding
 
 READ_KINDS = {"unaided": "unaided (blinded)", "aided": "aided", "open": "open study"}
@@ -257,7 +257,7 @@ def main() -> None:
         scores = store.scores_frame(study_id=study.study_id, latest_only=True)
         predictions = store.predictions_frame(study_id=study.study_id, latest_only=True)
     except StoreError as err:
-        st.error(f"The review database cannot be read: {widgets.plain(str(err))}")
+        st.error(f"The review database cannot be read: {widgets.plain(server.reader_message(err))}")
         return
     if reads.empty:
         st.info(f"No reads saved in {widgets.plain(study.name)} yet: save some on the Review page.")

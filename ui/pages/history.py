@@ -13,7 +13,7 @@ import streamlit as st
 
 from annotations.store import StoreError
 from review import exports
-from ui import auth, cache, sidebar, widgets
+from ui import auth, cache, server, sidebar, widgets
 from ui.views import blinding
 
 SHOWN_COLUMNS = [
@@ -131,7 +131,7 @@ def main() -> None:
             reader=None if person.admin else person.name,
         )
     except StoreError as err:
-        st.error(f"The review database cannot be read: {widgets.plain(str(err))}")
+        st.error(f"The review database cannot be read: {widgets.plain(server.reader_message(err))}")
         return
     if reviews.empty:
         st.info(f"No reads saved in {widgets.plain(study.name)} yet: save some on the Review page.")

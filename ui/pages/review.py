@@ -207,7 +207,7 @@ def main() -> None:
     try:
         list_ = worklist(cache.store(cache.database_url()), study, reader)
     except StoreError as err:
-        st.error(f"The review database cannot be read: {widgets.plain(str(err))}")
+        st.error(f"The review database cannot be read: {widgets.plain(server.reader_message(err))}")
         return
     if not list_.items:
         st.info("This study has no cases yet: add images on the Worklist page.")
@@ -234,7 +234,7 @@ def main() -> None:
         # Before the unaided read of a blinded study, not even the model set's name is shown:
         # the operator finds it in the server log.
         if maps_visible(study, work):
-            detail = f": {widgets.plain(str(err))}"
+            detail = f": {widgets.plain(server.reader_message(err))}"
         else:
             logged = server.log_for_operator(f"the study's models cannot be loaded: {err}")
             detail = f". Tell the operator of this server (reference {logged})"

@@ -18,7 +18,7 @@ from review.studies import (
     label_set,
     worklist,
 )
-from ui import auth, cache, sidebar, state, widgets
+from ui import auth, cache, server, sidebar, state, widgets
 
 PAGE_SIZE = 50
 REVIEW_PAGE = "ui/pages/review.py"
@@ -60,7 +60,7 @@ def add_cases(study: StudyRecord, reader: str) -> None:
                     patch_side,
                 )
             except (StoreError, ValueError) as err:
-                st.error(f"Not added: {widgets.plain(str(err))}")
+                st.error(f"Not added: {widgets.plain(server.reader_message(err))}")
                 return
             for message in result.refused:
                 st.error(f"Not added: {widgets.plain(message)}")
@@ -113,7 +113,7 @@ def new_study(person: auth.Person) -> None:
                     person.name,
                 )
             except (StoreError, ValueError) as err:
-                st.error(widgets.plain(str(err)))
+                st.error(widgets.plain(server.reader_message(err)))
                 return
             state.set_study(created.study_id)
             st.rerun()
@@ -130,7 +130,7 @@ def add_mosaic(study: StudyRecord, group: str, reader: str) -> None:
     try:
         result = add_patient_mosaic(cache.store(cache.database_url()), study, group, reader, 50)
     except (StoreError, ValueError) as err:
-        st.session_state["_mosaic_message"] = ("error", str(err))
+        st.session_state["_mosaic_message"] = ("error", server.reader_message(err))
         return
     st.session_state["_mosaic_message"] = (
         ("success", f"Added the mosaic of {group} as a region case.")
@@ -211,7 +211,7 @@ def worklist_table(list_: Worklist, person: auth.Person) -> None:
             try:
                 cache.store(cache.database_url()).remove_case(chosen.case.case_id, reader)
             except (StoreError, KeyError) as err:
-                st.error(widgets.plain(str(err)))
+                st.error(widgets.plain(server.reader_message(err)))
                 return
             st.rerun()
 
@@ -243,7 +243,9 @@ def main() -> None:
     try:
         list_ = worklist(cache.store(cache.database_url()), study, person.name)
     except StoreError as err:
-        top.error(f"The review database cannot be read: {widgets.plain(str(err))}")
+        top.error(
+            f"The review database cannot be read: {widgets.plain(server.reader_message(err))}"
+        )
         return
     message = st.session_state.pop("_mosaic_message", None)
     if message:

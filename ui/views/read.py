@@ -25,7 +25,7 @@ from review.modelsets import display_name
 from review.records import Read
 from review.scoring import SCORE_INFO
 from review.studies import LabelSet
-from ui import cache, widgets
+from ui import cache, server, widgets
 from ui.components.viewer import ViewerState, sent_state
 
 CONFIDENCE = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 certain"}
@@ -262,7 +262,8 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     except (StoreError, ValueError) as err:
         outcome[case.case_id] = (
             "error",
-            f"Not saved: {err}. Your region and diagnosis are kept; save again once the "
+            f"Not saved: {server.reader_message(err)}. Your region and diagnosis are kept; save "
+            "again once the "
             "problem is solved.",
         )
         return

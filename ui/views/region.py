@@ -15,7 +15,7 @@ from review.modelsets import ModelSet
 from review.records import reference_record
 from review.regions import RegionError, RegionResult
 from review.scoring import configured_tolerance
-from ui import cache, state, widgets
+from ui import cache, server, state, widgets
 from ui.views.read import score_table
 
 
@@ -174,7 +174,8 @@ def reference_scores(
         try:
             saved = cache.store(cache.database_url()).save_review(record)
         except (StoreError, ValueError) as err:
-            st.error(f"The reference's scores were not stored ({widgets.plain(str(err))}).")
+            shown = widgets.plain(server.reader_message(err))
+            st.error(f"The reference's scores were not stored ({shown}).")
             return
         done = saved_references[key] = {"review_id": saved.review_id, "version": saved.version}
     if done is not None:
