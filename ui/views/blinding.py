@@ -13,8 +13,9 @@ from ui.auth import Person
 
 def reads_shown(study: StudyRecord, reads: pd.DataFrame, person: Person, key: str) -> pd.DataFrame:
     """The rows of a study's reads frame that ``person`` may see: in a blinded study, those of
-    cases they have read (their own reads always). An admin may show the rest (a toggle under ``key``), which
-    ends their own blinding for those cases; the page says how many reads are left out."""
+    cases they have read (their own reads always). An admin may show the rest (a toggle under
+    ``key``), which ends their own blinding for those cases; the page says how many reads are
+    left out."""
     hidden = not_yet_read(study, reads, person.name)
     if not hidden.any():
         return reads
