@@ -82,6 +82,8 @@ ENV_URL = "LRAN_REVIEW_DB"
 DEFAULT_DB_PATH = Path(__file__).resolve().parent.parent / "data" / "reviews.sqlite"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_RELEASE_REVISION = "0001"
+# The study migration 0003 gives the first release's reviews: its cases' images were never kept.
+FIRST_RELEASE_STUDY = "Reviews before studies"
 _SQLITE_BUSY_TIMEOUT_S = 10
 # Any constant: the key of the PostgreSQL advisory lock that serialises schema migrations.
 _MIGRATION_LOCK = 7_312_024
@@ -691,7 +693,7 @@ class Store:
         study is not added twice (a removed one comes back, its reads intact).
 
         ``data`` is None only when restoring a case whose bytes were never kept (a first-release
-        review's image, in the study "Reviews before studies"): the case is added without them
+        review's image, in the study FIRST_RELEASE_STUDY): the case is added without them
         and :meth:`image_bytes` gives None for it, as in the database it came from.
         ``added_at``: only when restoring a study (a naive time is taken as UTC); else now.
         ValueError when the bytes do not match the item's hash."""

@@ -83,7 +83,7 @@ def chance_border_bias(
     model's (h, w) feature ``grid``, up-sampled bilinearly to ``size`` (H, W) as its maps are.
     The ring's area share understates this level: the grid's edge cells, and the flat bands
     the up-sampling leaves at the border, weigh more than their area (8 x 8 cells at 50 px:
-    peaks 0.48 in a ring of 0.42). Gives ``peak_in_ring`` and ``mass_in_ring``."""
+    peaks 0.58 in a ring of 0.42). Gives ``peak_in_ring`` and ``mass_in_ring``."""
     cells = torch.rand(n, 1, *grid, generator=torch.Generator().manual_seed(seed))
     maps = F.interpolate(cells, size=size, mode="bilinear", align_corners=False)[:, 0]
     bias = border_bias(maps, fraction)

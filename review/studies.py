@@ -276,14 +276,16 @@ def maps_visible(study: StudyRecord, item: WorkItem) -> bool:
 
 
 def not_yet_read(study: StudyRecord, reads: pd.DataFrame, reader: str) -> pd.Series:
-    """Per row of a study's reads frame (``Store.reviews_frame``): whether it is of an image
-    that ``reader`` has not read yet, in a blinded study (never in an open one). Others' reads
-    of such an image, its name and the models' verdicts on it are withheld from the reader until
-    their own read (the unaided one, in a blinded study), as on the Review page."""
+    """Per row of a study's reads frame (``Store.reviews_frame``): whether it is another
+    reader's read of an image that ``reader`` has not read unaided yet, in a blinded study
+    (never in an open one). Others' reads of such an image, its name and the models' verdicts
+    on it are withheld from the reader until their own unaided read, as on the Review page."""
     if not study.blinded:
         return pd.Series(False, index=reads.index)
-    mine = reads["item_hash"][(reads["reader"] == reader) & (reads["read_kind"] != "reference")]
-    return ~reads["item_hash"].isin(set(mine))
+    own = reads["reader"] == reader
+    unaided = reads["item_hash"][own & (reads["read_kind"] == "unaided")]
+    # The reader's own reads always show; others' only once the reader's unaided read is in.
+    return ~own & ~reads["item_hash"].isin(set(unaided))
 
 
 def anonymised(

@@ -34,7 +34,7 @@ from annotations.geojson import geojson_to_mask
 from annotations.records import ItemRecord, ReviewRecord, ScoreRecord, StudyRecord, validate
 from annotations.schema import ITEM_KINDS
 from annotations.scores import SCORE_NAMES
-from annotations.store import Store
+from annotations.store import FIRST_RELEASE_STUDY, Store
 from review.exports import csv_text
 
 FORMAT = "lran-review-study/1"
@@ -133,7 +133,8 @@ def reads_table(store: Store, study: StudyRecord) -> pd.DataFrame:
 
 
 def export_study(store: Store, study: StudyRecord) -> bytes:
-    """The study as a zip (see the module doc)."""
+    """The study as a zip (see the module doc). ValueError when a case's image is missing from
+    the store (other than a first-release review's, never kept)."""
     reads, scores, predictions = _study_reads(store, study)
     cases = store.cases(study.study_id, removed=True)
     buffer = io.BytesIO()
@@ -181,7 +182,13 @@ def export_study(store: Store, study: StudyRecord) -> bytes:
         for case in cases:
             data = store.image_bytes(case.item.item_hash)
             # A first-release review's image was never kept: the case says so, and an import
-            # restores it without its image instead of refusing the export.
+            # restores it without its image. Any other case's image is lost from the store (a
+            # database copied without its blobs folder): that is refused, not exported as such.
+            if data is None and study.name != FIRST_RELEASE_STUDY:
+                raise ValueError(
+                    f"the image of case {case.case_id} ({case.item.filename}) is missing from "
+                    f"{store.blobs.describe()}: restore it before exporting the study"
+                )
             kept[case.item.item_hash] = data is not None
             if data is not None:
                 archive.writestr(f"images/{case.item.item_hash}", data)

@@ -85,7 +85,8 @@ def test_readers_see_their_own_reads_and_admins_everyones(accounts: str) -> None
     boss.switch_page(HISTORY).run()
     # The admin has not read the case of this blinded study: asked, they see every read.
     assert not boss.dataframe
-    boss.toggle(key="f_unread").set_value(True).run()
+    study = int(boss.selectbox(key="study_choice").value)
+    boss.toggle(key=f"f_unread-{study}-boss").set_value(True).run()
     table = next(d.value for d in boss.dataframe if "review_id" in d.value.columns)
     assert sorted(table["reader"]) == ["dr-a", "dr-b"]
 

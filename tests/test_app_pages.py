@@ -179,6 +179,13 @@ def test_without_weights_the_app_says_so_and_still_takes_cases(
     assert "models cannot be loaded" in error and "reference " in error
     # Before the unaided read of a blinded study: neither the set's name nor a server path.
     assert "idc" not in error and str(tmp_path) not in error
+    # In an open study the set is named, but its folder is still the server's.
+    study = open_study(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    at.switch_page("ui/pages/start.py").run()
+    at = add(choose_study(at, study), [("b.png", png(patch(2)))])
+    at.switch_page(REVIEW).run()
+    (error,) = texts(at.error)
+    assert "models (idc) cannot be loaded" in error and str(tmp_path) not in error
 
 
 def test_cases_are_kept_once_by_content_and_bad_files_refused_by_name(env: str) -> None:
@@ -528,6 +535,9 @@ def test_anonymised_maps_are_shown_under_letters_and_the_best_map_is_stored(
     # The aided read's scores are shown under the letters too.
     scores = [d.value for d in at.dataframe if "map" in d.value.columns][-1]
     assert set(scores["model"]) == {"Map A", "Map B", "Map C"}
+    # Each letter with the same maps: attention and gate rows would name the models.
+    maps = {m: tuple(sorted(g)) for m, g in scores.groupby("model")["map"]}
+    assert len(set(maps.values())) == 1, maps
     reads = Store(env).reviews_frame().set_index("read_kind")
     letters = reads.loc["aided", "anonymised"]
     # A shuffle of the three models, stored with the read, and the same on a new session.
@@ -820,20 +830,27 @@ def test_compare_and_history_withhold_cases_a_reader_has_not_read_yet(env: str) 
     at = save(at, "unaided")
     # dr-b (an admin, as everyone in local mode) has not read the case: neither page shows
     # its name, dr-a's diagnosis or the models' CAMs.
-    at.text_input(key="reader").input("dr-b").run()
+    study = int(at.selectbox(key="study_choice").value)
+
+    def withheld(reader: str, page: str) -> bool:
+        tables = [f.to_csv() for f in frames(at)]
+        shown = " ".join(texts(at.markdown) + texts(at.caption) + tables)
+        hidden = "1 read of 1 case you have not read yet is left out" in shown
+        assert hidden == ("class1" not in shown) == (not at.dataframe), (reader, page, shown)
+        return hidden
+
     for page, toggle in ((COMPARE, "c_unread"), (HISTORY, "f_unread")):
+        at.text_input(key="reader").input("dr-b").run()
         at.switch_page(page).run()
-        assert not at.exception
-        shown = " ".join(texts(at.markdown) + texts(at.caption))
-        assert "1 read of 1 case you have not read yet is left out" in shown
-        assert "class1" not in shown and not at.dataframe and not at.get("image")
-        # Asked for, they are shown: the admin ends their own blinding for the case.
-        at.toggle(key=toggle).set_value(True).run()
-        assert any(name in f.to_string() for f in frames(at)) or any(
-            name in m for m in texts(at.markdown)
-        )
-        at.toggle(key=toggle).set_value(False).run()
+        assert not at.exception and withheld("dr-b", page) and not at.get("image")
+        # Asked for, they are shown: the admin ends their own blinding for the case...
+        at.toggle(key=f"{toggle}-{study}-dr-b").set_value(True).run()
+        assert not withheld("dr-b", page)
+        # ... and only theirs: the next reader in this browser is blinded again.
+        at.text_input(key="reader").input("dr-c").run()
+        assert withheld("dr-c", page)
     # Once dr-b has read it, the case is theirs to compare.
+    at.text_input(key="reader").input("dr-b").run()
     at.switch_page(REVIEW).run()
     draw_and_label(at, "unaided", rect(0, 0, 50, 50), "IDC-negative")
     at = save(at, "unaided")

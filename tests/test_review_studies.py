@@ -415,6 +415,13 @@ def test_a_study_of_first_release_reviews_moves_without_the_images_never_kept(
         assert list(after[column]) == list(before[column]), column
     hashes = {c.case_id: c.item.item_hash for c in cases}
     assert [hashes[c] for c in after.case_id] == list(after.item_hash)
+    # Outside that study, an image missing from the store (a database copied without its
+    # blobs folder) is lost, not "never kept": the export is refused, naming the case.
+    other = source.create_study("later", "IDC", "blinded", "idc")
+    studies.add_images(source, other, [("lost.png", png(10))], "admin", 50)
+    shutil.rmtree(tmp_path / "source" / "blobs")
+    with pytest.raises(ValueError, match=r"the image of case \d+ \(lost.png\) is missing"):
+        studyio.export_study(source, other)
     # An export that says it has a case's image, or says nothing (an export from before
     # "image_kept": every image was there), must hold it.
     for kept in (True, None):

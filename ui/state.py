@@ -26,7 +26,16 @@ def _store_place(reader: str | None) -> tuple[int, int | None] | None:
 # stored, and where they are. The widgets' keys also name the reader (ui.views.read.widget_key):
 # the browser sends a widget's last value back even after its key is dropped here.
 READER_KEYS = ("viewer_seeds", "save_outcome", "saved_references", "case_id", "study_id")
-READER_KEY_PREFIXES = ("draft-", "confidence-", "note-", "no-region-", "viewer-", "best-map-")
+READER_KEY_PREFIXES = (
+    "draft-",
+    "confidence-",
+    "note-",
+    "no-region-",
+    "viewer-",
+    "best-map-",
+    "c_unread-",
+    "f_unread-",
+)
 
 
 def hand_over(reader: str | None) -> None:

@@ -231,14 +231,14 @@ def main() -> None:
         model_set: ModelSet | None = cache.model_set(study.model_set)
     except (NoWeightsError, CheckpointError) as err:
         model_set = None
-        # Before the unaided read of a blinded study, not even the model set's name is shown:
-        # the operator finds it in the server log.
-        if maps_visible(study, work):
-            detail = f": {widgets.plain(server.reader_message(err))}"
-        else:
-            logged = server.log_for_operator(f"the study's models cannot be loaded: {err}")
-            detail = f". Tell the operator of this server (reference {logged})"
-        st.error(f"The study's models cannot be loaded, so reads cannot be scored{detail}.")
+        # The error names server folders: the operator finds it in the server log. Before the
+        # unaided read of a blinded study, not even the set's name is shown.
+        logged = server.log_for_operator(f"the study's models cannot be loaded: {err}")
+        named = f" ({widgets.plain(study.model_set)})" if maps_visible(study, work) else ""
+        st.error(
+            f"The study's models{named} cannot be loaded, so reads cannot be scored. Tell the "
+            f"operator of this server (reference {logged})."
+        )
     if item.pages > 1:
         st.caption(f"This file has {item.pages} pages: page 1 is shown and read.")
     kind = read_kind(study, work)
@@ -313,7 +313,7 @@ def main() -> None:
                 ),
                 extra=best_map,
             )
-        read.outcome(case.case_id, titles)
+        read.outcome(case.case_id, titles, common_only=study.anonymise)
         reference = None
         if outputs is not None:
             widgets.show_probabilities(outputs, titles)
@@ -330,6 +330,7 @@ def main() -> None:
                     reader,
                     (study.study_id, work.case.case_id),
                     titles,
+                    common_only=study.anonymise,
                 )
         context(list_, work, item)
     with left:

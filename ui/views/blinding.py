@@ -23,7 +23,9 @@ def reads_shown(study: StudyRecord, reads: pd.DataFrame, person: Person, key: st
     if person.admin and st.toggle(
         f"Show the {cases} case{'s' if cases != 1 else ''} you have not read yet",
         value=False,
-        key=key,
+        # Per reader and study: the next reader in this browser, or another study, starts
+        # blinded again.
+        key=f"{key}-{study.study_id}-{person.name}",
         help="Blinded study: others' reads, the file names and the models' verdicts on a case "
         "are hidden from you until your own unaided read of it. Showing them ends your "
         "blinding for those cases.",

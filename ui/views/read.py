@@ -282,27 +282,34 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     )
 
 
-def outcome(case_id: int, titles: dict[str, str] | None = None) -> None:
+def outcome(case_id: int, titles: dict[str, str] | None = None, common_only: bool = False) -> None:
     """The last save's message for a case (replaced by the next save's), its scores with the
-    models under ``titles`` (letters in an anonymised study; default: display names)."""
+    models under ``titles`` (letters in an anonymised study; default: display names); with
+    ``common_only``, only the maps every model has (see :func:`score_table`)."""
     found = st.session_state.get("save_outcome", {}).get(case_id)
     if not found:
         return
     kind, message = found[0], found[1]
     getattr(st, kind)(widgets.plain(message) if kind == "error" else message)
     if len(found) > 2 and found[2]:
-        st.dataframe(score_table(found[2], titles), hide_index=True, width="stretch")
+        st.dataframe(score_table(found[2], titles, common_only), hide_index=True, width="stretch")
         with st.expander("What the scores mean"):
             st.markdown(score_help(found[3] if len(found) > 3 else None))
 
 
-def score_table(rows: list[dict[str, Any]], titles: dict[str, str] | None = None) -> pd.DataFrame:
+def score_table(
+    rows: list[dict[str, Any]], titles: dict[str, str] | None = None, common_only: bool = False
+) -> pd.DataFrame:
     """Score rows as a reader reads them: models by their title (``titles``; default: display
     name), scores by plain name, the class each CAM was scored for, and the pointing game's
-    tolerance."""
+    tolerance. ``common_only``: only the maps every model has (an anonymised study: attention
+    and gates would name the letters)."""
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    if common_only:
+        maps = [set(group) for _, group in frame.groupby("model")["map"]]
+        frame = frame[frame["map"].isin(set.intersection(*maps))]
     frame["model"] = frame["model"].map(titles or display_name)
     frame["tolerance"] = [
         f"{um:g} µm" if um is not None and um == um else f"{px:.1f} px"

@@ -157,11 +157,13 @@ def reference_scores(
     importer: str,
     where: tuple[int, int],
     titles: dict[str, str],
+    common_only: bool = False,
 ) -> None:
-    """Every model's maps scored against the reference, and the button that stores them."""
+    """Every model's maps scored against the reference (with ``common_only``, only the maps
+    every model has), and the button that stores them."""
     st.subheader("Agreement with the reference")
     record = _reference_review(item, reference, model_set, result, importer, *where)
-    table = score_table([s.__dict__ for s in record.scores], titles)
+    table = score_table([s.__dict__ for s in record.scores], titles, common_only)
     st.dataframe(table, hide_index=True, key="reference_scores")
     key = (item.item_hash, reference.data_hash, model_set.name, result.mpp, result.cam_class, where)
     saved_references: dict[Any, dict[str, int]] = state.bucket("saved_references")
