@@ -87,6 +87,8 @@ FIRST_RELEASE_STUDY = "Reviews before studies"
 _SQLITE_BUSY_TIMEOUT_S = 10
 # Any constant: the key of the PostgreSQL advisory lock that serialises schema migrations.
 _MIGRATION_LOCK = 7_312_024
+# PostgreSQL: account creations queue on this lock, so that two at once see each other's name.
+_ACCOUNTS_LOCK = 7_312_025
 
 
 class StoreError(RuntimeError):
@@ -924,6 +926,11 @@ class Store:
         check_text(name, "name", NAME_LENGTH)
         folded = name.casefold()
         with self.writing() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # The names are compared here, not by a key of the table: without the lock two
+                # creations of "Élodie" and "élodie" at once would both find the name free.
+                # SQLite already serialises writers at BEGIN IMMEDIATE.
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ACCOUNTS_LOCK})
             # Python's casefold, not SQL lower(): SQLite's lower() folds ASCII only ("Élodie"
             # and "élodie" would be two accounts), and sign-in matches names with casefold.
             # Accounts are few: comparing every name costs nothing.

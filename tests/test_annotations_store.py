@@ -255,6 +255,32 @@ def test_a_case_without_image_bytes_is_only_for_images_never_kept(db_url):
     assert store.image_bytes(item.item_hash) is None
 
 
+def test_two_accounts_of_one_name_created_at_once_are_one(db_url):
+    # Two sessions create "Élodie" and "élodie" at the same moment: the names are compared in
+    # Python, so both could find the name free; one must be refused.
+    stores = [Store(db_url), Store(db_url)]
+    for round_ in range(4):
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def create(store: Store, name: str) -> None:
+            barrier.wait()
+            try:
+                store.add_reader(name, None)
+                outcomes.append("created")
+            except ValueError:
+                outcomes.append("refused")
+
+        names = [f"Élodie{round_}", f"élodie{round_}"]
+        threads = [threading.Thread(target=create, args=(s, n)) for s, n in zip(stores, names)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["created", "refused"], (round_, outcomes)
+    assert len(stores[0].readers()) == 4
+
+
 def test_two_writers_at_once(db_url):
     # Two Store objects (two connection pools, as two app sessions would have) save reviews of
     # the same item by the same reader at the same moment.
