@@ -259,20 +259,23 @@ def test_two_accounts_of_one_name_created_at_once_are_one(db_url):
     # Two sessions create "Élodie" and "élodie" at the same moment: the names are compared in
     # Python, so both could find the name free; one must be refused.
     stores = [Store(db_url), Store(db_url)]
+
+    def create(store: Store, name: str, barrier: threading.Barrier, outcomes: list[str]) -> None:
+        barrier.wait()
+        try:
+            store.add_reader(name, None)
+            outcomes.append("created")
+        except ValueError:
+            outcomes.append("refused")
+
     for round_ in range(4):
         barrier = threading.Barrier(2)
         outcomes: list[str] = []
-
-        def create(store: Store, name: str) -> None:
-            barrier.wait()
-            try:
-                store.add_reader(name, None)
-                outcomes.append("created")
-            except ValueError:
-                outcomes.append("refused")
-
         names = [f"Élodie{round_}", f"élodie{round_}"]
-        threads = [threading.Thread(target=create, args=(s, n)) for s, n in zip(stores, names)]
+        threads = [
+            threading.Thread(target=create, args=(s, n, barrier, outcomes))
+            for s, n in zip(stores, names, strict=True)
+        ]
         for t in threads:
             t.start()
         for t in threads:
