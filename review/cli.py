@@ -204,12 +204,25 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--name", default=None, help="another name for the study")
     b = sub.add_parser("backup", help="copy a SQLite database safely while the app runs")
     b.add_argument("--to", type=Path, required=True)
+    # Listed for --help only: main() hands the region command its own arguments (see
+    # lran-review region --help).
+    sub.add_parser(
+        "region",
+        help="one region image mapped by a model set and scored against its mask",
+        add_help=False,
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a subcommand; gives its exit code (2 for refused input)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    # The region command reads no database: a --db before it, as every other command takes
+    # one, is let be.
+    if args_list[:1] == ["--db"] and args_list[2:3] == ["region"]:
+        args_list = args_list[2:]
+    elif args_list[:1] and args_list[0].startswith("--db=") and args_list[1:2] == ["region"]:
+        args_list = args_list[1:]
     if args_list[:1] == ["region"]:
         return region.main(args_list[1:])
     args = parser().parse_args(args_list)

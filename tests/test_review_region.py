@@ -12,6 +12,7 @@ from test_region import BACH, VARIANTS, rgb, tiny
 
 from lran_core import save_checkpoint
 from review import region as command
+from review.cli import main as cli
 from review.region import main
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +161,11 @@ def test_cli_refuses_a_bad_tolerance_or_output_before_mapping(
         assert main([*base, "--json", str(tmp_path / "b.json"), *outputs]) == 2
         assert "cannot write the output" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+    # Through lran-review, with the --db every other command takes (it was "invalid choice").
+    with pytest.raises(SystemExit) as exit_:
+        cli(["--db", "sqlite://", "region", *base, "--tolerance-um", "-5"])
+    assert exit_.value.code == 2
+    assert "must be a finite number of µm, 0 or more" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
