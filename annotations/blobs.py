@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from annotations.schema import Blob
+from annotations.schema import Blob, insert
 
 ENV_BLOBS = "LRAN_REVIEW_BLOBS"
 
@@ -84,9 +83,8 @@ class DatabaseBlobs:
     """Image bytes in the ``blobs`` table, written in the same transaction as their case."""
 
     def put(self, session: Session, item_hash: str, data: bytes) -> None:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         session.execute(
-            dialect.insert(Blob).values(hash=item_hash, data=data).on_conflict_do_nothing()
+            insert(session, Blob).values(hash=item_hash, data=data).on_conflict_do_nothing()
         )
 
     def get(self, session: Session, item_hash: str) -> bytes | None:

@@ -229,6 +229,23 @@ def check_text(value: Any, name: str, limit: int, required: bool = True) -> None
         raise ValueError(f"{name} is {len(value):,} characters long; at most {limit:,} are kept")
 
 
+def check_item(item: ItemRecord) -> None:
+    """ValueError for an image a database would refuse or store wrongly: the hash, the file
+    name, the kind, the size, the µm/px."""
+    if not isinstance(item.item_hash, str) or not _SHA256.match(item.item_hash):
+        raise ValueError("item_hash must be the lower-case hex sha256 of the image bytes")
+    check_text(item.filename, "filename", FILENAME_LENGTH)
+    if item.kind not in ITEM_KINDS:
+        raise ValueError(f"kind must be one of {ITEM_KINDS}, got {item.kind!r}")
+    if not (isinstance(item.width, int | np.integer) and isinstance(item.height, int | np.integer)):
+        raise ValueError("width and height must be integers")
+    if item.width <= 0 or item.height <= 0:
+        raise ValueError(f"width and height must be positive, got {item.width} x {item.height}")
+    mpp = item.mpp
+    if mpp is not None and not (isinstance(mpp, int | float) and math.isfinite(mpp) and mpp > 0):
+        raise ValueError(f"mpp must be a positive finite number or None, got {mpp!r}")
+
+
 def validate(rec: ReviewRecord) -> np.ndarray:
     """Checks a record before any database work; gives the mask as bool (height, width).
 
@@ -237,11 +254,9 @@ def validate(rec: ReviewRecord) -> np.ndarray:
     GeoJSON, probabilities that are not finite, scores with repeated or unnamed maps, a
     reference flag that disagrees with the reader name.
     """
-    if not isinstance(rec.item_hash, str) or not _SHA256.match(rec.item_hash):
-        raise ValueError("item_hash must be the lower-case hex sha256 of the image bytes")
+    check_item(ItemRecord(rec.item_hash, rec.filename, rec.width, rec.height, rec.kind, rec.mpp))
     check_text(rec.reader, "reader", NAME_LENGTH)
     check_text(rec.label, "label", LABEL_LENGTH)
-    check_text(rec.filename, "filename", FILENAME_LENGTH)
     if not isinstance(rec.model_set, str) or len(rec.model_set) > NAME_LENGTH:
         raise ValueError(f"model_set must be a string of at most {NAME_LENGTH} characters")
     check_text(rec.note, "note", NOTE_LENGTH, required=False)
@@ -252,20 +267,9 @@ def validate(rec: ReviewRecord) -> np.ndarray:
             if not rec.is_reference
             else f"a reference's reader name must start with {REFERENCE_PREFIX!r}"
         )
-    if rec.kind not in ITEM_KINDS:
-        raise ValueError(f"kind must be one of {ITEM_KINDS}, got {rec.kind!r}")
-    if not (isinstance(rec.width, int | np.integer) and isinstance(rec.height, int | np.integer)):
-        raise ValueError("width and height must be integers")
-    if rec.width <= 0 or rec.height <= 0:
-        raise ValueError(f"width and height must be positive, got {rec.width} x {rec.height}")
-    for name in ("mpp", "overlap"):
-        value = getattr(rec, name)
-        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
-            raise ValueError(f"{name} must be a finite number or None, got {value!r}")
-    if rec.mpp is not None and rec.mpp <= 0:
-        raise ValueError(f"mpp must be positive, got {rec.mpp!r}")
-    if rec.overlap is not None and not 0 <= rec.overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {rec.overlap!r}")
+    overlap = rec.overlap
+    if overlap is not None and not (isinstance(overlap, int | float) and 0 <= overlap < 1):
+        raise ValueError(f"overlap must be a number in [0, 1) or None, got {overlap!r}")
     if rec.read_kind not in READ_KINDS:
         raise ValueError(f"read_kind must be one of {READ_KINDS}, got {rec.read_kind!r}")
     if rec.is_reference != (rec.read_kind == "reference"):

@@ -23,7 +23,8 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 ITEM_KINDS = ("patch", "region")
 # What a stored read is: a blinded first read with no model output visible, the read after the
@@ -253,3 +254,10 @@ class Score(Base):
 
 
 TABLES = frozenset(t.name for t in Base.metadata.sorted_tables)
+
+
+def insert(session: Session, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``table`` in the SQL of the session's database (SQLite or PostgreSQL),
+    which both take ON CONFLICT DO NOTHING / DO UPDATE: an insert that races another."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)

@@ -42,7 +42,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -75,6 +74,7 @@ from annotations.schema import (
     Review,
     Score,
     Study,
+    insert,
 )
 from annotations.scores import SCORE_NAMES
 
@@ -738,8 +738,7 @@ class Store:
             "mpp": item.mpp,
             "created_at": now,
         }
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        session.execute(dialect.insert(Item).values(**values).on_conflict_do_nothing())
+        session.execute(insert(session, Item).values(**values).on_conflict_do_nothing())
         stored = session.execute(
             select(Item).where(Item.hash == item.item_hash).with_for_update()
         ).scalar_one()
@@ -870,10 +869,9 @@ class Store:
         """Remembers where a reader is: their case in a study (one place per study)."""
         now = datetime.now(UTC)
         with self.writing() as session:
-            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
             # An upsert: two tabs of one reader may both be the first to move in a study.
             session.execute(
-                dialect.insert(Place)
+                insert(session, Place)
                 .values(reader=reader, study_id=study_id, case_id=case_id, updated_at=now)
                 .on_conflict_do_update(
                     index_elements=[Place.reader, Place.study_id],

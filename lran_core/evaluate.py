@@ -104,6 +104,9 @@ def map_quality(
     """
     y = np.asarray(labels)
     out: dict[str, Any] = {"per_class": {}}
+    # The same for every class: it depends on the model's grid and the images' size only.
+    side = images.shape[-1]
+    chance = chance_border_bias(cam_grid(model), (side, side))
     picked_all = []
     for c, name in enumerate(model.meta.class_names):
         idx = np.flatnonzero(y == c)
@@ -112,10 +115,9 @@ def map_quality(
         idx = idx[np.linspace(0, len(idx) - 1, min(max_maps, len(idx))).round().astype(int)]
         picked_all.append(idx)
         m = patch_maps(model, images[torch.from_numpy(idx)])
-        side = images.shape[-1]
         entry: dict[str, Any] = {
             "cam_border_bias": border_bias(m["cam"]),
-            "cam_border_chance": chance_border_bias(cam_grid(model), (side, side)),
+            "cam_border_chance": chance,
         }
         if m["attention"] is not None:
             entry["attention_border_bias"] = border_bias(m["attention"])

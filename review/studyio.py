@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -31,8 +30,14 @@ from typing import Any
 import pandas as pd
 
 from annotations.geojson import geojson_to_mask
-from annotations.records import ItemRecord, ReviewRecord, ScoreRecord, StudyRecord, validate
-from annotations.schema import ITEM_KINDS
+from annotations.records import (
+    ItemRecord,
+    ReviewRecord,
+    ScoreRecord,
+    StudyRecord,
+    check_item,
+    validate,
+)
 from annotations.scores import SCORE_NAMES
 from annotations.store import FIRST_RELEASE_STUDY, Store
 from review.exports import csv_text
@@ -286,20 +291,10 @@ def _where(kind: str, entry: Any, key: str, index: int) -> str:
     return f"{kind} {found}" if isinstance(found, int) else f"{kind} at index {index}"
 
 
-def _item(source: Any) -> ItemRecord:
-    """A case's item as an ItemRecord, its fields checked as the store would store them."""
-    if not isinstance(source, dict):
-        raise TypeError(f"'item' is {type(source).__name__}, not an object")
+def _item(source: dict[str, Any]) -> ItemRecord:
+    """A case's item as an ItemRecord, checked as the store checks it."""
     item = ItemRecord(**source)
-    if not re.fullmatch("[0-9a-f]{64}", _field(source, "item_hash", str)):
-        raise ValueError("item_hash must be the lower-case hex sha256 of the image bytes")
-    _field(source, "filename", str)
-    for key in ("width", "height"):
-        if _field(source, key, int) <= 0:
-            raise ValueError(f"{key} must be positive")
-    if item.kind not in ITEM_KINDS:
-        raise ValueError(f"kind must be one of {ITEM_KINDS}, got {item.kind!r}")
-    _field(source, "mpp", int, float, _NONE, default=None)
+    check_item(item)
     return item
 
 

@@ -1,9 +1,11 @@
 """The review store, on SQLite and (when LRAN_REVIEW_TEST_PG_URL is set) on PostgreSQL."""
 
+import contextlib
 import os
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -490,11 +492,22 @@ def test_a_first_release_sqlite_file_migrates_keeping_every_row(tmp_path):
     assert Store(url).save_review(make_record()).version == 1
 
 
+@contextlib.contextmanager
+def _at_revision(url: str, revision: str) -> Iterator[sa.Connection]:
+    """A connection to a new database at an earlier schema ``revision``, for rows written as
+    that release wrote them (committed when the block ends)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), revision)
+            yield conn
+    finally:
+        engine.dispose()
+
+
 def test_a_first_release_database_migrates_on_every_backend(db_url):
     # The first release's schema (revision 0001) with rows written as it wrote them.
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0001")
+    with _at_revision(db_url, "0001") as conn:
         conn.exec_driver_sql(
             "INSERT INTO items (hash, filename, width, height, kind, mpp, created_at) VALUES "
             f"('{'a' * 64}', 'A03_8.png', 160, 120, 'region', 4.67, CURRENT_TIMESTAMP)"
@@ -521,7 +534,6 @@ def test_a_first_release_database_migrates_on_every_backend(db_url):
                 ),
                 {"id": i},
             )
-    engine.dispose()
     store = Store(db_url)
     reviews = store.reviews_frame().set_index("review_id")
     assert list(reviews.reader) == ["dr-a", "reference:A03_8_mask.png"]
@@ -536,9 +548,7 @@ def test_a_first_release_database_migrates_on_every_backend(db_url):
 
 def test_a_reader_has_a_place_in_each_study_and_keeps_it_through_the_migration(db_url):
     # Revision 0003 kept one place per reader: a glance at another study lost the first's case.
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0003")
+    with _at_revision(db_url, "0003") as conn:
         conn.exec_driver_sql(
             "INSERT INTO studies (id, name, label_set, blinding, anonymise, model_set, created_at)"
             " VALUES (7, 'pilot', 'IDC', 'blinded', false, 'idc', CURRENT_TIMESTAMP)"
@@ -547,7 +557,6 @@ def test_a_reader_has_a_place_in_each_study_and_keeps_it_through_the_migration(d
             "INSERT INTO places (reader, study_id, case_id, updated_at) "
             "VALUES ('dr-a', 7, NULL, CURRENT_TIMESTAMP)"
         )
-    engine.dispose()
     store = Store(db_url)
     assert store.place("dr-a") == (7, None) and store.place_in("dr-a", 7) is None
     first = store.create_study("first", "IDC", "blinded", "idc")

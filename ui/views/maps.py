@@ -78,31 +78,27 @@ def _row(
     # Where the models' CAMs are of different classes (each its own prediction), one class's
     # evidence is not on the other's scale: a shared scale spans the CAMs of one class, and
     # each colour bar names its class, which the row's label cannot.
-    classes = {rows[m][name].cam_class for m in models}
     groups: dict[str | None, list[str]] = {}
     for m in models:
         groups.setdefault(rows[m][name].cam_class, []).append(m)
     coloured: dict[str, Coloured] = {}
     for group in groups.values():
-        coloured.update(
-            zip(
-                group,
-                colour_maps(
-                    [rows[m][name].values for m in group],
-                    shared=look.shared,
-                    fixed=fixed,
-                    cmap=look.cmap,
-                ),
-                strict=True,
-            )
-        )
-    scale = "0-1" if fixed else "shared, 1-99%" if look.shared else "per map, 1-99%"
-    if look.shared and len(classes) > 1:
-        scale = "shared by class, 1-99%"
+        values = [rows[m][name].values for m in group]
+        made = colour_maps(values, shared=look.shared, fixed=fixed, cmap=look.cmap)
+        coloured.update(zip(group, made, strict=True))
+    scale = (
+        "0-1"
+        if fixed
+        else "per map, 1-99%"
+        if not look.shared
+        else "shared by class, 1-99%"
+        if len(groups) > 1
+        else "shared, 1-99%"
+    )
 
     def caption(m: str) -> str:
         own = rows[m][name].cam_class
-        return f"{label} ({own}; {scale})" if len(classes) > 1 and own else f"{label} ({scale})"
+        return f"{label} ({own}; {scale})" if len(groups) > 1 and own else f"{label} ({scale})"
 
     return {
         m: Overlay(
@@ -140,17 +136,9 @@ def grid(
     columns = [titles[m] for m in titles if m in (maps or {})]
     if maps and look is not None:
         present = all if common_only else any
-        names = [
-            n for n in ("probability", "cam", "attention") if present(n in v for v in maps.values())
-        ]
-        gates = sorted(
-            {
-                n
-                for v in maps.values()
-                for n in v
-                if n.startswith("gate") and present(n in w for w in maps.values())
-            }
-        )
+        found = {n for v in maps.values() for n in v if present(n in w for w in maps.values())}
+        names = [n for n in ("probability", "cam", "attention") if n in found]
+        gates = sorted(n for n in found if n.startswith("gate"))
         for name in [*names, *gates]:
             label = ROW_NAMES.get(name, f"gate {name.removeprefix('gate')}")
             classes = {v[name].cam_class for v in maps.values() if name in v}

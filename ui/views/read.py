@@ -262,9 +262,8 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     except (StoreError, ValueError) as err:
         outcome[case.case_id] = (
             "error",
-            f"Not saved: {server.reader_message(err)}. Your region and diagnosis are kept; save "
-            "again once the "
-            "problem is solved.",
+            f"Not saved: {server.reader_message(err)}. Your region and diagnosis are kept; "
+            "save again once the problem is solved.",
         )
         return
     try:
@@ -309,7 +308,7 @@ def score_table(
         return frame
     if common_only:
         maps = [set(group) for _, group in frame.groupby("model")["map"]]
-        frame = frame[frame["map"].isin(set.intersection(*maps))]
+        frame = frame[frame["map"].isin(set.intersection(*maps))].copy()
     frame["model"] = frame["model"].map(titles or display_name)
     frame["tolerance"] = [
         f"{um:g} µm" if um is not None and um == um else f"{px:.1f} px"
