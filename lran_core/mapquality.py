@@ -121,20 +121,23 @@ def centre_ratio(maps: Tensor | np.ndarray, centre: float = 1 / 3) -> dict[str, 
 def randomised_copy(model: LRANClassifier, seed: int = 0) -> LRANClassifier:
     """A copy of ``model`` whose classifier, last base stage and (RAN/LRAN) last attention
     decoder level and logits layer are re-initialised (Adebayo et al.'s cascading check, cut at
-    the top stages)."""
-    torch.manual_seed(seed)
-    rand = copy.deepcopy(model)
+    the top stages). The same ``seed`` gives the same weights on any device (they are drawn on
+    the CPU); the caller's random state is left as it was."""
+    device = next(model.parameters()).device
+    rand = copy.deepcopy(model).cpu()
     stages: list[nn.Module] = [rand.fc, *list(rand.features)[rand.features.last_stage :]]
     if rand.attention_branch is not None:
         stages += [rand.attention_branch.decoder[-1], rand.attention_branch.to_logits]
-    for stage in stages:
-        for module in stage.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.reset_running_stats()
-    return rand.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        for stage in stages:
+            for module in stage.modules():
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.reset_running_stats()
+    return rand.to(device).eval()
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

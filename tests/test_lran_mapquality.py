@@ -78,3 +78,18 @@ def test_the_randomisation_check_resets_the_last_stage_of_every_base(variant: st
     # Every parameterised module from the last stage on is new; none before it.
     assert changed and min(int(i) for i in changed) == last
     assert not [i for i in changed if int(i) < last]
+
+
+def test_the_randomised_copy_is_drawn_from_its_seed_alone() -> None:
+    # Its weights come from the seed, not from the caller's random state, and the caller's
+    # state is not touched: a GPU evaluation and a CPU one reset the same weights.
+    model = build_model("resnet18-lran")
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    first = randomised_copy(model, seed=1).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(6)
+    second = randomised_copy(model, seed=1).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other = randomised_copy(model, seed=2).state_dict()
+    assert not all(torch.equal(first[k], other[k]) for k in first)
