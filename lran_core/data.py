@@ -505,7 +505,8 @@ class PatchDataset(Dataset[tuple[torch.Tensor, int]]):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 index = {s.path: i for i, s in enumerate(samples)}
-                tmp = path.with_suffix(".tmp.npz")
+                # Per process: two runs decoding the same data at once would write one file.
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
                 np.savez(
                     tmp,
                     images=array,
