@@ -1,6 +1,7 @@
 """The training runs behind the shipped model sets and the model cards, resumable.
 
     python scripts/experiments.py GROUP [--data-root ../shared/data] [--runs runs] [--device cuda]
+        [--precision bf16] [--only fold3,fold4/resnet18]
     python scripts/experiments.py ship [--runs runs]
 
 Groups: ``shipped`` (the six shipped models: ``cv`` fold 0 and ``pcam``; the one command to run
@@ -28,6 +29,7 @@ import torch
 
 from lran_core.checkpoint import load_model
 from lran_core.evaluate import evaluate
+from lran_core.predict import PRECISIONS
 from lran_core.train import TrainConfig, train
 
 VARIANTS = ("resnet18", "resnet18-ran", "resnet18-lran")
@@ -133,6 +135,14 @@ def ship(runs: Path, weights: Path) -> None:
             print(f"{run} -> {target / variant}.safetensors")
 
 
+def selected(name: str, only: str | None) -> bool:
+    """Whether ``--only`` (comma-separated run names or folders) takes the run ``name``: fold3
+    takes fold3/*, fold3/resnet18 that run alone (not fold3/resnet18-ran)."""
+    if not only:
+        return True
+    return any(name == o or name.startswith(o.rstrip("/") + "/") for o in only.split(","))
+
+
 def finished(cfg: TrainConfig) -> bool:
     log = cfg.out / "metrics.jsonl"
     return log.is_file() and len(log.read_text().splitlines()) >= cfg.epochs
@@ -146,20 +156,36 @@ def main() -> None:
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--only", default=None, help="run only names containing this")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated run names or folders: fold3 runs fold3/*, fold3/resnet18 that run",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="instead of the recipe's auto (bf16 on CPUs with bf16 instructions, fp32 on GPUs): "
+        "bf16 on a GPU trains as this project's CPU did",
+    )
     p.add_argument("--weights", type=Path, default=Path("lran_core/weights"), help="for ship")
     args = p.parse_args()
     if args.group == "ship":
         ship(args.runs, args.weights)
         return
     torch.set_num_threads(args.threads)
-    for name, cfg, ev in groups(args.data_root, args.runs)[args.group]:
-        if args.only and args.only not in name:
-            continue
+    runs = [
+        run for run in groups(args.data_root, args.runs)[args.group] if selected(run[0], args.only)
+    ]
+    if not runs:
+        names = ", ".join(name for name, _, _ in groups(args.data_root, args.runs)[args.group])
+        p.error(f"--only {args.only} takes no run of {args.group}: {names}")
+    for name, cfg, ev in runs:
         if not finished(cfg):
             print(f"== train {args.group}/{name}", flush=True)
-            train(replace(cfg, resume=True, device=args.device))
+            precision = args.precision or cfg.precision
+            train(replace(cfg, resume=True, device=args.device, precision=precision))
         target = cfg.out / "eval.json"
         if target.is_file():
             continue
