@@ -1287,6 +1287,76 @@ def run_quick_save(server: AppServer, cases: int = 5, timeout_ms: int = 180_000)
     return out
 
 
+async def _double_saves(
+    url: str, name: str, gaps_ms: Sequence[int], timeout_ms: int
+) -> list[dict[str, Any]]:
+    """One reader who presses Ctrl+Enter twice on each case's unaided read, ``gaps_ms`` apart
+    (one case per gap): before the page turns to the aided read, or just after, with the maps
+    not yet looked at. Gives per case its id, the gap and the page's answer once all settled."""
+    from playwright.async_api import async_playwright
+
+    found: list[dict[str, Any]] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = await _open_as(browser, url, name, timeout_ms)
+            await page.get_by_role("button", name="Next unread case").click()
+            header = await _header(page)
+            await _settle(page)
+            rng = random.Random(2)
+            for gap in gaps_ms:
+                case_id = _case_in(page.url)
+                await _draw(page, rng)
+                await _settle(page)
+                await _blur(page)
+                await page.keyboard.press("2")
+                await _settle(page)
+                await page.keyboard.press("Control+Enter")
+                await page.wait_for_timeout(gap)
+                await page.keyboard.press("Control+Enter")
+                await _settle(page)
+                handle = await page.wait_for_function(_OUTCOME_JS, polling="raf")
+                answer = str(await handle.json_value()).strip()
+                found.append({"case": case_id, "gap_ms": gap, "answer": answer})
+                await _blur(page)
+                await page.keyboard.press("j" if header.index < header.total else "u")
+                header = await _header(page, header.index)
+                await _settle(page)
+        finally:
+            await browser.close()
+    return found
+
+
+def run_double_save(
+    server: AppServer, gaps_ms: Sequence[int] = (150, 700), timeout_ms: int = 180_000
+) -> Outcome:
+    """Ctrl+Enter pressed twice on an unaided read: the read is saved once, the page says so
+    or that the maps have only just appeared, and no aided read is saved of maps the reader
+    has not looked at (the app waits 2 s)."""
+    out = Outcome("load:double-save")
+    name = f"dr-double-{uuid.uuid4().hex[:6]}"
+    answers = asyncio.run(_double_saves(server.url, name, gaps_ms, timeout_ms))
+    out.figure("cases", str(len(answers)))
+    wrong = [
+        a
+        for a in answers
+        if not (SAVED.search(a["answer"]) or "maps have only just appeared" in a["answer"])
+    ]
+    out.check(
+        "the page says the read is saved, or that the maps have only just appeared",
+        not wrong,
+        "; ".join(f"{a['gap_ms']} ms: {a['answer'][:80]}" for a in wrong),
+    )
+    reads = [r for r in stored_reads(server.db_url) if r["reader"] == name]
+    kinds = sorted((r["case_id"], r["read_kind"]) for r in reads)
+    expected = sorted((a["case"], "unaided") for a in answers)
+    out.check("one unaided read per case and no aided read", kinds == expected, f"{kinds}")
+    out.data.update(answers=answers, reads=kinds)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Case 2: the SQLite file deleted, replaced or corrupted under the app (AppTest)
 

@@ -60,10 +60,13 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Points the app at the random models and a fresh database; gives the database URL."""
+    """Points the app at the random models and a fresh database, and saves aided reads as soon
+    as the maps are shown (AppTest reads at machine speed; tests of the wait set it); gives the
+    database URL."""
     url = f"sqlite:///{tmp_path / 'reviews.sqlite'}"
     monkeypatch.setenv("LRAN_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("LRAN_REVIEW_DB", url)
+    monkeypatch.setenv("LRAN_AIDED_WAIT_S", "0")
     return url
 
 

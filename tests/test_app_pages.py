@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -39,6 +40,7 @@ from review import exports, modelsets
 from review.patches import PatchMaps, explain_patch
 from review.scoring import ScoredMap, score_maps
 from ui.views import maps as maps_view
+from ui.views import read
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -341,6 +343,39 @@ def test_the_aided_read_is_linked_and_the_unaided_one_stays_locked(env: str) -> 
     with pytest.raises(ValueError, match="locked"):
         record = explain_record_like(store, reads.iloc[0])
         store.save_review(record)
+
+
+def test_an_aided_read_waits_for_the_maps_and_is_not_saved_twice_unchanged(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second Ctrl+Enter in the browser: tests/test_faults.py. Here the rules behind it.
+    monkeypatch.setenv("LRAN_AIDED_WAIT_S", "1.5")
+    at = review_page(patch(11))
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-negative")
+    at = save(at, "unaided")
+    assert any("version 1" in s for s in texts(at.success))
+    # The aided Save with the maps on screen for less than the wait.
+    at = save(at, "aided")
+    assert any("only just appeared" in w for w in texts(at.warning))
+    assert list(Store(env).reviews_frame()["read_kind"]) == ["unaided"]
+    time.sleep(1.6)
+    at = save(at, "aided")
+    assert any("version 2" in s for s in texts(at.success))
+    # Pressed again with nothing changed: no third, identical version.
+    at = save(at, "aided")
+    assert any("version 2" in s for s in texts(at.success))
+    assert list(Store(env).reviews_frame()["version"]) == [1, 2]
+    draw_and_label(at, "aided", rect(0, 0, 25, 25), "IDC-positive")
+    at = save(at, "aided")
+    assert list(Store(env).reviews_frame()["version"]) == [1, 2, 3]
+
+
+def test_the_wait_before_an_aided_save_is_checked() -> None:
+    assert read.aided_wait_s({}) == read.DEFAULT_AIDED_WAIT_S
+    assert read.aided_wait_s({"LRAN_AIDED_WAIT_S": "0"}) == 0
+    for bad in ("-1", "nan", "soon", "61"):
+        with pytest.raises(ValueError, match="LRAN_AIDED_WAIT_S"):
+            read.aided_wait_s({"LRAN_AIDED_WAIT_S": bad})
 
 
 def test_a_new_study_is_the_one_in_use_at_once(env: str) -> None:

@@ -151,6 +151,16 @@ def test_a_save_right_after_drawing_keeps_the_region(app_server: AppServer) -> N
 
 
 @needs_chromium
+def test_ctrl_enter_twice_saves_the_unaided_read_once_and_no_aided_read(
+    app_server: AppServer,
+) -> None:
+    out = fault_load.run_double_save(app_server, gaps_ms=(150, 700), timeout_ms=90_000)
+    print(out.figures, out.data["answers"])
+    assert len(out.data["answers"]) == 2
+    assert_passed(out)
+
+
+@needs_chromium
 def test_memory_bombs_through_the_upload(app_server: AppServer) -> None:
     out = fault_load.run_memory(app_server, after_s=10.0, timeout_ms=120_000)
     print(out.figures)

@@ -347,6 +347,8 @@ def main() -> None:
             common_only=study.anonymise,
         )
         read.drawn(case, state_)
+        if revealed and kind == "aided":
+            read.maps_shown(case)
         # Each model's badge is the same on every case: under letters it would name them.
         if revealed and model_set is not None and not study.anonymise:
             maps_view.quality_badges(model_set, titles)
