@@ -578,6 +578,17 @@ class Store:
         geojson: dict[str, Any] = json.loads(self._region(review_id)[1])
         return geojson
 
+    def read_scale(self, review_id: int) -> tuple[str, float | None]:
+        """How a review read its image: ('patch' or 'region', µm/px or None). KeyError if
+        there is no such review."""
+        with self._reading() as session:
+            row = session.execute(
+                select(Review.kind, Review.mpp).where(Review.id == int(review_id))
+            ).one_or_none()
+        if row is None:
+            raise KeyError(f"no review with id {review_id}")
+        return str(row[0]), None if row[1] is None else float(row[1])
+
     def item_hashes(self) -> list[str]:
         """Hashes of every item with at least one stored review, sorted."""
         with self._reading() as session:

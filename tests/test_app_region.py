@@ -380,3 +380,27 @@ def test_a_blinded_region_shows_no_maps_until_the_unaided_read_is_saved(env: str
     assert (row.read_kind, row.kind, row.mpp) == ("unaided", "region", MPP)
     # Scored against the maps the reader did not see.
     assert set(store.scores_frame().set_index(["model", "map"]).index) == MAP_ROWS
+
+
+def test_a_typed_mpp_survives_a_reload_and_the_aided_read_keeps_the_unaided_ones(
+    env: str,
+) -> None:
+    at, digest = region_page(png(patch(29, SIDE, SIDE)), "no-tags.png", blinded=True)
+    at.number_input(key=f"mpp-{digest[:16]}").set_value(MPP).run()
+    case = case_id(at)
+    # A reload: a new session of the same reader comes back to the case and its µm/px.
+    again = start()
+    again.switch_page(REVIEW).run()
+    assert case_id(again) == case
+    assert again.number_input(key=f"mpp-{digest[:16]}").value == pytest.approx(MPP)
+    draw_and_label(again, "unaided", rect(0, 0, 150, 300), "IDC-positive")
+    again = save(again, "unaided")
+    assert not again.exception and len(cells(again)) == 8
+    # The aided read is mapped and scored at the unaided read's µm/px: shown, not editable.
+    (fixed,) = [n for n in again.number_input if n.key == f"mpp-fixed-{case}"]
+    assert fixed.value == pytest.approx(MPP) and fixed.disabled
+    assert not [n for n in again.number_input if n.key == f"mpp-{digest[:16]}"]
+    draw_and_label(again, "aided", rect(0, 0, 300, 300), "IDC-positive")
+    again = save(again, "aided")
+    rows = Store(env).reviews_frame()
+    assert list(rows.read_kind) == ["unaided", "aided"] and list(rows.mpp) == [MPP, MPP]

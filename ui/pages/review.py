@@ -253,8 +253,8 @@ def main() -> None:
         else {}
     )
     patch_side = model_set.patch_side if model_set else 50
-    as_region, mpp = region_choice(item, patch_side)
     case = read.Case(reader, work.case.case_id, item, labels, kind)
+    as_region, mpp = region_choice(item, patch_side, case, _unaided_scale(work, kind))
     with bar:
         navigation(list_, index, reader, case)
     how = Read(
@@ -352,6 +352,18 @@ def main() -> None:
         # Each model's badge is the same on every case: under letters it would name them.
         if revealed and model_set is not None and not study.anonymise:
             maps_view.quality_badges(model_set, titles)
+
+
+def _unaided_scale(work: WorkItem, kind: str) -> tuple[bool, float | None] | None:
+    """For an aided read: whether the unaided read mapped the image as a region, and at what
+    µm/px (None for other reads, or when it cannot be read)."""
+    if kind != "aided" or work.unaided_id is None:
+        return None
+    try:
+        how, mpp = cache.store(cache.database_url()).read_scale(work.unaided_id)
+    except (StoreError, KeyError):
+        return None
+    return how == "region", mpp
 
 
 def _saved_region(work: WorkItem) -> np.ndarray | None:

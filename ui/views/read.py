@@ -248,7 +248,7 @@ def maps_shown(case: Case) -> None:
 
 def _content(current: dict[str, Any]) -> str:
     """What a save stores of the draft, to tell a repeated save from a new one."""
-    keys = ("label", "polygons", "confidence", "note", "no_region", "best_map")
+    keys = ("label", "polygons", "confidence", "note", "no_region", "best_map", "as_region", "mpp")
     return json.dumps({k: current.get(k) for k in keys}, sort_keys=True, default=str)
 
 
