@@ -314,22 +314,35 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _folders(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder``, sorted, hidden ones (``.ipynb_checkpoints``) left out."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def read_idc(root: str | Path) -> tuple[list[Sample], list[str]]:
-    """Reads the Kaggle IDC layout ``<patient>/<label>/*.png``; groups are patients."""
+    """Reads the Kaggle IDC layout ``<patient>/<0|1>/*.png``; groups are patients. Raises
+    ValueError naming a folder whose sub-folders are not the labels 0 and 1 (a class made of
+    a stray folder would change the model's outputs without a word)."""
     root = Path(root)
-    labels = sorted(
-        {d.name for p in root.iterdir() if p.is_dir() for d in p.iterdir() if d.is_dir()}
-    )
+    patients = _folders(root)
+    for patient in patients:
+        odd = [d.name for d in _folders(patient) if d.name not in IDC_CLASS_NAMES]
+        if odd:
+            raise ValueError(
+                f"{patient}: IDC folders hold <patient>/0/ and <patient>/1/, not "
+                f"{', '.join(odd[:5])}{' ...' if len(odd) > 5 else ''}"
+            )
+    labels = sorted({d.name for p in patients for d in _folders(p)})
     if not labels:
         raise ValueError(f"{root}: no <patient>/<label>/ folders found")
     index = {name: i for i, name in enumerate(labels)}
     samples = [
         Sample(img, index[label_dir.name], patient.name)
-        for patient in sorted(p for p in root.iterdir() if p.is_dir())
-        for label_dir in sorted(d for d in patient.iterdir() if d.is_dir())
+        for patient in patients
+        for label_dir in _folders(patient)
         for img in _images_in(label_dir)
     ]
-    return samples, [IDC_CLASS_NAMES.get(name, name) for name in labels]
+    return samples, [IDC_CLASS_NAMES[name] for name in labels]
 
 
 # A crop's index after its source image's name: BreakHis crops SOB_B_A_14-22549AB_0 to _5,
@@ -347,7 +360,7 @@ def read_class_folders(root: str | Path) -> tuple[list[Sample], list[str]]:
     """Reads ``<class>/*.{png,jpg,tif}`` (as BACH and BreakHis are shipped); groups are source
     images (:func:`source_image`), so the crops of one never straddle train and validation."""
     root = Path(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and _images_in(p))
+    classes = [p.name for p in _folders(root) if _images_in(p)]
     if len(classes) < 2:
         raise ValueError(f"{root}: need at least two class folders with images, found {classes}")
     samples = [
@@ -363,8 +376,8 @@ def read_dataset(root: str | Path) -> tuple[list[Sample], list[str], str]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such data folder")
-    subdirs = [p for p in root.iterdir() if p.is_dir()]
-    if subdirs and all(not _images_in(p) and any(d.is_dir() for d in p.iterdir()) for p in subdirs):
+    subdirs = _folders(root)
+    if subdirs and all(not _images_in(p) and _folders(p) for p in subdirs):
         samples, classes = read_idc(root)
         return samples, classes, "idc"
     samples, classes = read_class_folders(root)

@@ -142,6 +142,29 @@ def test_class_folders_and_image_level_split(tmp_path):
     assert len(train) + len(val) == 10 and not {s.path for s in train} & {s.path for s in val}
 
 
+def test_a_stray_folder_never_becomes_a_class_of_idc_data(tmp_path):
+    for patient in ("8863", "9036"):
+        for label in ("0", "1"):
+            (tmp_path / patient / label).mkdir(parents=True)
+            Image.new("RGB", (50, 50)).save(tmp_path / patient / label / f"{patient}_{label}.png")
+    # A notebook's hidden checkpoints are left out, at either level.
+    (tmp_path / "8863" / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (50, 50)).save(tmp_path / "8863" / ".ipynb_checkpoints" / "x.png")
+    (tmp_path / ".ipynb_checkpoints" / "0").mkdir(parents=True)
+    samples, classes, layout = read_dataset(tmp_path)
+    assert layout == "idc" and classes == ["IDC-negative", "IDC-positive"]
+    assert sorted((s.group, s.label) for s in samples) == [
+        ("8863", 0),
+        ("8863", 1),
+        ("9036", 0),
+        ("9036", 1),
+    ]
+    # The Kaggle archive's second copy of every patient, one level down, is refused by name.
+    (tmp_path / "IDC_regular_ps50_idx5" / "8863" / "0").mkdir(parents=True)
+    with pytest.raises(ValueError, match="IDC_regular_ps50_idx5: IDC folders hold"):
+        read_dataset(tmp_path)
+
+
 def test_crops_of_one_source_image_stay_in_one_fold(tmp_path):
     # BreakHis-style crops: <source>_<n>. Grouped by file, folds put crops of one slide image
     # on both sides of the split.
