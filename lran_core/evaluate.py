@@ -38,6 +38,7 @@ from .predict import predict
 from .region import map_region
 
 # BACH mask values: 0 unannotated, 1 benign, 2 in situ and 3 invasive carcinoma.
+BACH_LABELS = (0, 1, 2, 3)
 TUMOUR_LABELS = (2, 3)
 
 
@@ -136,7 +137,9 @@ def map_quality(
 
 def labelled_images(folder: str | Path) -> list[tuple[Path, Path]]:
     """The (image, mask) pairs of a folder of ``<name>.png`` images with ``<name>_mask.png``
-    label masks, by name. Raises FileNotFoundError for a folder with no pairs."""
+    label masks, by name. Raises FileNotFoundError for a folder with no pairs, ValueError for
+    a mask of another size than its image or with values that are not BACH labels (a map
+    stretched onto the wrong mask scores without a word)."""
     folder = Path(folder)
     pairs = [
         (p, p.with_name(f"{p.stem}_mask.png"))
@@ -145,16 +148,38 @@ def labelled_images(folder: str | Path) -> list[tuple[Path, Path]]:
     ]
     if not pairs:
         raise FileNotFoundError(f"{folder}: no <name>.png with a <name>_mask.png")
+    for image_path, mask_path in pairs:
+        with Image.open(image_path) as image:
+            width, height = image.size
+        mask = _labels(mask_path)
+        if mask.shape != (height, width):
+            raise ValueError(
+                f"{mask_path}: {mask.shape[1]} x {mask.shape[0]} px, but its image "
+                f"{image_path.name} is {width} x {height} px"
+            )
     return pairs
+
+
+def _labels(mask_path: str | Path) -> np.ndarray:
+    """(H, W) label values of a mask (an RGB mask's first channel); ValueError for values that
+    are not BACH labels."""
+    labels = np.asarray(Image.open(mask_path))
+    labels = labels[..., 0] if labels.ndim == 3 else labels
+    odd = np.setdiff1d(np.unique(labels), BACH_LABELS)
+    if odd.size:
+        raise ValueError(
+            f"{mask_path}: values {', '.join(str(v) for v in odd[:5].tolist())} are not BACH "
+            "labels (0 unannotated, 1 benign, 2 in situ, 3 invasive)"
+        )
+    return labels
 
 
 def read_tumour(
     mask_path: str | Path, tumour_labels: tuple[int, ...] = TUMOUR_LABELS
 ) -> np.ndarray:
     """(H, W) bool: the pixels of a label mask (BACH values; an RGB mask's first channel) whose
-    label is one of ``tumour_labels``."""
-    labels = np.asarray(Image.open(mask_path))
-    return np.isin(labels[..., 0] if labels.ndim == 3 else labels, tumour_labels)
+    label is one of ``tumour_labels``. ValueError for values that are not BACH labels."""
+    return np.isin(_labels(mask_path), tumour_labels)
 
 
 def region_localisation(
@@ -331,6 +356,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise ValueError(
                 f"--fold {index} is not one of the {args.folds} folds (0 to {args.folds - 1})"
             )
+        for folder, _ in regions:
+            labelled_images(folder)  # refused before the evaluation, not after it
         model = load_model(args.model, args.device)
         fold = (args.folds, index, seed) if args.folds >= 2 else None
         results = evaluate(

@@ -292,6 +292,22 @@ def test_region_localisation_scores_each_labelled_image_against_its_tumour(model
         evaluate_main([*argv, "--json", str(tmp_path / "f.json"), "--regions", str(tmp_path), "4"])
 
 
+def test_a_mask_of_another_size_or_not_of_bach_labels_is_refused(tmp_path):
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "r.png")
+    Image.fromarray(np.zeros((30, 20), np.uint8)).save(tmp_path / "r_mask.png")  # transposed
+    with pytest.raises(
+        ValueError, match=r"r_mask\.png: 20 x 30 px, but its image r\.png is 30 x 20"
+    ):
+        labelled_images(tmp_path)
+    binary = np.zeros((20, 30), np.uint8)
+    binary[5:, 10:] = 255
+    Image.fromarray(binary).save(tmp_path / "r_mask.png")
+    with pytest.raises(ValueError, match="values 255 are not BACH labels"):
+        labelled_images(tmp_path)
+    with pytest.raises(ValueError, match="not BACH labels"):
+        read_tumour(tmp_path / "r_mask.png")
+
+
 def test_tumour_is_labels_2_and_3_of_a_grey_or_rgb_mask(tmp_path):
     labels = np.array([[0, 1], [2, 3]], np.uint8)
     Image.fromarray(labels).save(tmp_path / "grey.png")
