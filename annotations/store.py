@@ -962,9 +962,10 @@ class Store:
         role: str | None = None,
         disabled: bool | None = None,
     ) -> None:
-        """Changes an account's password hash, role or disabled flag; KeyError when unknown."""
+        """Changes an account's password hash, role or disabled flag; ``name`` in any case, as
+        at sign-in. KeyError when unknown."""
         with self.writing() as session:
-            found = session.get(Reader, name)
+            found = _account(session, name)
             if found is None:
                 raise KeyError(f"no account named {name!r}")
             if password_hash is not None:
@@ -977,9 +978,9 @@ class Store:
                 found.disabled = disabled
 
     def reader(self, name: str) -> ReaderRecord | None:
-        """An account, None when there is none of that name."""
+        """An account (``name`` in any case, as at sign-in), None when there is none."""
         with self._reading() as session:
-            found = session.get(Reader, name)
+            found = _account(session, name)
             return None if found is None else _reader(found)
 
     def readers(self) -> list[ReaderRecord]:
@@ -988,6 +989,18 @@ class Store:
             return [
                 _reader(r) for r in session.execute(select(Reader).order_by(Reader.name)).scalars()
             ]
+
+
+def _account(session: Session, name: str) -> Reader | None:
+    """The account of ``name``, its case aside (names are unique by casefold)."""
+    found = session.get(Reader, name)
+    if found is not None:
+        return found
+    folded = name.casefold()
+    for account in session.execute(select(Reader)).scalars():
+        if account.name.casefold() == folded:
+            return account
+    return None
 
 
 def _study(study: Study) -> StudyRecord:

@@ -241,6 +241,12 @@ def test_account_names_that_differ_only_in_case_are_one_account(db_url):
         with pytest.raises(ValueError, match=f"an account named '{taken}' exists already"):
             store.add_reader(same, None)
     assert sorted(r.name for r in store.readers()) == ["Straße", "Élodie"]
+    # An operator names the account as readers sign in: in any case.
+    store.update_reader("élodie", disabled=True)
+    store.update_reader("STRASSE", role="admin")
+    assert store.reader("ÉLODIE").disabled and store.reader("straße").role == "admin"
+    with pytest.raises(KeyError, match="no account named 'elodie'"):
+        store.update_reader("elodie", disabled=True)
 
 
 def test_a_case_without_image_bytes_is_only_for_images_never_kept(db_url):

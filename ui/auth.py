@@ -113,7 +113,8 @@ def _person(name: str) -> Person | None:
     if account is None or account.disabled:
         st.error("This account is not (or no longer) enabled; ask an admin.")
         return None
-    return Person(name, admin=account.role == "admin")
+    # The account's spelling: the proxy may send "DR-Smith" for "dr-smith", one reader still.
+    return Person(account.name, admin=account.role == "admin")
 
 
 def sign_in() -> Person | None:
