@@ -27,7 +27,7 @@ from pathlib import Path
 
 from annotations.records import StudyRecord
 from annotations.store import Store, StoreError, default_url, sqlite_path
-from review import identity, region, studies, studyio
+from review import identity, modelsets, region, studies, studyio
 
 
 class CommandError(Exception):
@@ -94,6 +94,10 @@ def study(args: argparse.Namespace) -> None:
             )
     elif args.action == "create":
         studies.label_set(args.labels)
+        if args.model_set not in modelsets.installed():
+            # A study whose models cannot be loaded could not be read.
+            known = ", ".join(modelsets.installed()) or "none"
+            raise CommandError(f"no model set named {args.model_set!r} (installed: {known})")
         created = store.create_study(
             args.name,
             args.labels,
@@ -113,7 +117,8 @@ def study(args: argparse.Namespace) -> None:
                 images += 1
                 yield file
 
-        result = studies.add_images(store, target, counted(), None, args.patch_side)
+        side = args.patch_side or _patch_side(target)
+        result = studies.add_images(store, target, counted(), None, side)
         for message in result.refused:
             print(f"refused: {message}", file=sys.stderr)
         # Nothing to add is a mistake to report (a wrong folder, unreadable files); images that
@@ -126,11 +131,24 @@ def study(args: argparse.Namespace) -> None:
             )
         print(f"added {len(result.added)} cases to {target.name}")
     elif args.action == "export":
+        if args.to.exists():
+            raise CommandError(f"{args.to} exists: give a new file")
         path = studyio.write_export(store, _study(store, args.study), args.to)
         print(f"wrote {path}")
     elif args.action == "import":
         restored = studyio.import_study(store, args.file.read_bytes(), args.name)
         print(f"imported study {restored.name}: {len(store.cases(restored.study_id))} cases")
+
+
+def _patch_side(target: StudyRecord) -> int:
+    """The side in px of the study's models' patches: larger images are regions (as in the
+    app)."""
+    try:
+        return modelsets.load(target.model_set).patch_side
+    except (modelsets.NoWeightsError, modelsets.CheckpointError) as err:
+        raise CommandError(
+            f"the models of study {target.name!r} cannot be loaded ({err}): give --patch-side"
+        ) from err
 
 
 def backup(args: argparse.Namespace) -> None:
@@ -194,7 +212,10 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--study", required=True)
     add.add_argument("path", type=Path)
     add.add_argument(
-        "--patch-side", type=int, default=50, help="images larger than this (px) are regions"
+        "--patch-side",
+        type=int,
+        default=None,
+        help="images larger than this (px) are regions (default: the study's models' patch)",
     )
     export = s.add_parser("export", help="a study as a zip")
     export.add_argument("--study", required=True)

@@ -29,7 +29,7 @@ from annotations.geojson import mask_to_geojson
 from annotations.records import ReviewRecord, ScoreRecord
 from annotations.scores import agreement
 from annotations.store import Store, StoreError
-from review import identity, studies, studyio
+from review import identity, modelsets, studies, studyio
 from review.cli import main as cli
 
 
@@ -559,6 +559,32 @@ def test_backup_refuses_a_database_file_that_is_not_there(
         f"error: no SQLite database at {typo.resolve()}: check --db (nothing to back up)\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_needs_installed_models_and_its_images_their_patch_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if set(modelsets.installed()) < {"idc", "pcam"}:
+        pytest.skip("needs the shipped idc and pcam model sets")
+    store = Store(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    create = ["--db", store.url, "study", "create"]
+    assert cli([*create, "typo", "--model-set", "IDC"]) == 2
+    assert "no model set named 'IDC' (installed: idc, pcam)" in capsys.readouterr().err
+    assert "typo" not in [s.name for s in store.studies()]
+    assert cli([*create, "nodes", "--model-set", "pcam"]) == 0
+    # An 80 px image is a patch for the pcam models (96 px), not a region as for idc (50 px).
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "p.png").write_bytes(png(6, side=80))
+    assert cli(["--db", store.url, "study", "add-images", "--study", "nodes", str(folder)]) == 0
+    (nodes,) = [s for s in store.studies() if s.name == "nodes"]
+    (case,) = store.cases(nodes.study_id)
+    assert case.item.kind == "patch"
+    # An export never replaces a file that is there.
+    target = tmp_path / "nodes.zip"
+    target.write_bytes(b"an earlier export")
+    assert cli(["--db", store.url, "study", "export", "--study", "nodes", "--to", str(target)]) == 2
+    assert target.read_bytes() == b"an earlier export"
 
 
 def test_adding_images_that_add_nothing_is_an_error(
