@@ -55,6 +55,8 @@ class TrainConfig:
     images are stored at before resizing to ``input_size`` (IDC layout: 50; else the input
     size). ``shift``, ``hed`` and ``colour`` set the augmentation (:func:`augment`).
     ``precision`` ``auto`` trains under bf16 autocast on CPUs with bf16 instructions.
+    ``out`` holding a run is refused unless ``resume`` (with the options it was trained with)
+    or ``overwrite`` (start it again).
     """
 
     data: Path
@@ -83,9 +85,61 @@ class TrainConfig:
     threads: int = 0
     cache: bool = True
     resume: bool = False
+    overwrite: bool = False
     max_minutes: float = 0.0
     progress: bool = True
     nondeterministic: bool = False
+
+
+# What makes a run that run: resuming with another value would go on with another run.
+# (Paths, epochs, the learning-rate steps, device, precision and threads may change.)
+RUN_OPTIONS = (
+    "model",
+    "input_size",
+    "batch_size",
+    "lr",
+    "batches_per_epoch",
+    "seed",
+    "folds",
+    "fold",
+    "max_groups",
+    "mpp",
+    "native_size",
+    "class_names",
+    "options",
+    "shift",
+    "hed",
+    "colour",
+)
+
+
+def _check_out(c: TrainConfig) -> None:
+    """Refuses, before any data is read, an ``out`` that is a file, one that holds a run
+    unless ``resume`` or ``overwrite``, and resuming with other :data:`RUN_OPTIONS`."""
+    if c.out.exists() and not c.out.is_dir():
+        raise ValueError(f"--out {c.out} is a file, not a folder")
+    held = any((c.out / name).is_file() for name in ("state.safetensors", "best.safetensors"))
+    if held and not (c.resume or c.overwrite):
+        raise ValueError(
+            f"{c.out} holds a run already: --resume to go on with it, --overwrite to start it "
+            "again, or another --out"
+        )
+    config = c.out / "config.json"
+    if not (c.resume and (c.out / "state.safetensors").is_file() and config.is_file()):
+        if c.resume:
+            print(f"no run to resume in {c.out}: starting from the first epoch", flush=True)
+        return
+    saved = json.loads(config.read_text())
+    now = json.loads(json.dumps(asdict(c), default=str))
+    # Options a run's config.json does not hold (an older release's) are not compared.
+    changed = [
+        f"{k} {saved[k]!r} -> {now[k]!r}" for k in RUN_OPTIONS if saved.get(k, now[k]) != now[k]
+    ]
+    if changed:
+        raise ValueError(
+            f"{c.out} was trained with other options ({'; '.join(changed)}): resume with its "
+            "own, or --overwrite to start it again"
+        )
 
 
 def lr_at(epoch: int, base: float, steps: str) -> float:
@@ -159,6 +213,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     torch.use_deterministic_algorithms(not c.nondeterministic, warn_only=True)
     torch.backends.cudnn.benchmark = c.nondeterministic
     device = torch.device(c.device)
+    _check_out(c)
     samples, folder_names, layout = read_dataset(c.data)
     class_names = c.class_names or folder_names
     if len(class_names) != len(folder_names):
@@ -394,6 +449,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--no-cache", action="store_true", help="decode the images every run")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.safetensors")
     p.add_argument(
+        "--overwrite", action="store_true", help="start again in an OUT that holds a run"
+    )
+    p.add_argument(
         "--max-minutes",
         type=float,
         default=0,
@@ -436,6 +494,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         threads=a.threads,
         cache=not a.no_cache,
         resume=a.resume,
+        overwrite=a.overwrite,
         max_minutes=a.max_minutes,
         progress=not a.no_progress,
         nondeterministic=a.nondeterministic,

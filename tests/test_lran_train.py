@@ -71,10 +71,19 @@ def test_overfits_and_resumes(synthetic, tmp_path):
     assert best.meta.metrics["validation"]["accuracy"] == 1.0
     _run(synthetic, out, "--epochs", "7", "--batches-per-epoch", "4", "--resume")
     assert [r["epoch"] for r in _log(out)] == [1, 2, 3, 4, 5, 6, 7]
-    # A run from the start into the same folder logs its own epochs only.
+    # A folder that holds a run is not started again by mistake, nor resumed as another run.
     again = tmp_path / "again"
     shutil.copytree(out, again)
-    _run(synthetic, again, "--epochs", "1", "--batches-per-epoch", "1")
+    best = (again / "best.safetensors").read_bytes()
+    with pytest.raises(SystemExit):
+        _run(synthetic, again, "--epochs", "1", "--batches-per-epoch", "1")
+    with pytest.raises(SystemExit):
+        _run(
+            synthetic, again, "--epochs", "8", "--batches-per-epoch", "4", "--resume", "--seed", "3"
+        )
+    assert (again / "best.safetensors").read_bytes() == best and len(_log(again)) == 7
+    # Started again on purpose, it logs its own epochs only.
+    _run(synthetic, again, "--epochs", "1", "--batches-per-epoch", "1", "--overwrite")
     assert [r["epoch"] for r in _log(again)] == [1]
     results = evaluate_main(
         [
