@@ -13,11 +13,13 @@ from annotations.geojson import geojson_bounds, geojson_to_mask
 from annotations.masks import label_mask_to_region, read_label_mask
 from annotations.records import content_hash
 from lran_core.data import (
+    IDC_MPP,
     MAX_PIXELS,
     ImageReadError,
     MultiPageWarning,
     describe_image,
     load_image,
+    parse_idc_name,
     read_mpp,
 )
 
@@ -44,7 +46,8 @@ class ImageItem:
     """One image, identified by the sha256 of its file bytes.
 
     ``filename`` is what the reader uploaded it as: shown and stored, never used as a path.
-    ``rgb`` (H, W, 3) uint8; ``mpp`` the microns per pixel from its resolution tags, if any;
+    ``rgb`` (H, W, 3) uint8; ``mpp`` the microns per pixel from its resolution tags, else, for
+    a patch of the Kaggle IDC set (by its file name), that set's 4 µm/px; None if neither;
     ``pages``: how many pages the file has (a multi-page TIFF is reviewed on its first).
     """
 
@@ -108,7 +111,11 @@ def read_image(name: str, data: bytes, max_pixels: int | None = None) -> ImageIt
         raise
     except Exception as err:
         raise ImageReadError(f"{name}: could not be read ({type(err).__name__}: {err})") from err
-    return ImageItem(content_hash(data), name, rgb, read_mpp(data), info.pages)
+    mpp = read_mpp(data)
+    if mpp is None and parse_idc_name(name) is not None:
+        # The Kaggle IDC patches carry no resolution tags; their names say what they are.
+        mpp = IDC_MPP
+    return ImageItem(content_hash(data), name, rgb, mpp, info.pages)
 
 
 @dataclass(frozen=True)

@@ -858,6 +858,20 @@ def test_compare_pairs_models_per_read_and_compares_readers(env: str) -> None:
     assert "Dice of the regions 0.67" in readers["regions"].iloc[0]
 
 
+def test_an_idc_patch_is_read_at_its_sets_4_um_per_px(env: str) -> None:
+    # Kaggle IDC patches carry no resolution tags; their names say they are 4 µm/px.
+    name = "10253_idx5_x1351_y1101_class1.png"
+    at = review_page(patch(23), name=name)
+    assert viewer_args(at)["mpp"] == pytest.approx(4.0)
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-positive")
+    at = save(at, "unaided")
+    assert any("(region of 0.01 mm², 625 px)" in s for s in texts(at.success)), texts(at.success)
+    store = Store(env)
+    assert float(store.reviews_frame()["mpp"].iloc[0]) == pytest.approx(4.0)
+    scores = store.scores_frame()
+    assert (scores["tolerance_um"] == 15.0).all() and (scores["tolerance_px"] == 3.75).all()
+
+
 def test_compare_and_history_withhold_cases_a_reader_has_not_read_yet(env: str) -> None:
     name = "10253_idx5_x1351_y1101_class1.png"
     at = review_page(patch(19), name=name)

@@ -349,10 +349,19 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     outcome[case.case_id] = (
         "success",
         f"Saved as read {saved.review_id}, version {saved.version} "
-        + ("(no region)." if no_region else f"(region of {int(mask.sum())} px)."),
+        + ("(no region)." if no_region else f"(region of {_area(int(mask.sum()), record.mpp)})."),
         [s.__dict__ for s in record.scores] if case.kind != "unaided" else None,
         float(mask.mean()),
     )
+
+
+def _area(pixels: int, mpp: float | None) -> str:
+    """A region's area: in mm² (from 0.01 mm²) or µm² where the µm/px are known, and in px."""
+    if mpp is None:
+        return f"{pixels:,} px"
+    um2 = pixels * mpp**2
+    size = f"{um2 / 1e6:.2f} mm²" if um2 >= 1e4 else f"{um2:,.0f} µm²"
+    return f"{size}, {pixels:,} px"
 
 
 def outcome(case_id: int, titles: dict[str, str] | None = None, common_only: bool = False) -> None:
