@@ -170,7 +170,8 @@ def load_image(
     """Decodes an image to RGB uint8 (H, W, 3).
 
     Takes a path or the file's bytes (``name`` is used in messages). RGBA and palette images are
-    composited on white, grayscale is repeated, 16-bit and float images are scaled to 8 bits.
+    composited on white, grayscale is repeated, 16-bit and float images are scaled to 8 bits
+    (float ones within [0, 1] as intensities of 0 to 1).
     Raises ImageReadError for a file that is not an image, is truncated, has more than
     ``max_pixels`` pixels (a decompression bomb), or is smaller than ``min_side`` on a side
     (datasets pass 1: IDC's edge patches, e.g. 50 x 6, are padded, not refused).
@@ -205,10 +206,13 @@ def load_image(
 def _to_rgb8(img: Image.Image) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float64)
-        # 16-bit files usually use the full range; float/int32 ones are scaled by their maximum.
+        # 16-bit files usually use the full range; float/int32 ones are scaled by their maximum,
+        # and float ones within [0, 1] are intensities of 0 to 1 (as image tools write them).
         top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
         if img.mode in ("I", "F") and a.max() > 65535:
             top = float(a.max())
+        if img.mode == "F" and 0 < a.max() <= 1.0:
+            top = 1.0
         gray = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:

@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_model
+from .cliargs import device as device_arg
+from .cliargs import fraction, positive_int
 from .data import IDC_NATIVE, PatchDataset, kfold_by_group, read_dataset
 from .mapquality import (
     border_bias,
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--json", required=True, type=Path)
     p.add_argument("--report", type=Path, default=None, help="plotly HTML report")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument(
         "--folds",
         type=int,
@@ -320,7 +322,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--seed", type=int, default=None, help="with --folds: the seed they were made with (0)"
     )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--device", type=device_arg, default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     p.add_argument(
         "--maps",
         action="store_true",
@@ -328,11 +332,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument(
         "--centre",
-        type=float,
+        type=fraction,
         default=None,
         help="with --maps: side of the labelled centre, a fraction (PCam: 0.3333)",
     )
-    p.add_argument("--max-maps", type=int, default=512, help="with --maps: images per class")
+    p.add_argument(
+        "--max-maps", type=positive_int, default=512, help="with --maps: images per class"
+    )
     p.add_argument(
         "--regions",
         nargs=2,
@@ -343,6 +349,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "adds where the maps point on its tumour (labels 2 and 3); may be repeated",
     )
     args = p.parse_args(argv)
+    for target in (args.json, args.report):
+        # Found now, not after an evaluation of minutes.
+        if target is not None and target.is_dir():
+            p.error(f"{target} is a folder: give a file name")
     try:
         regions = [(Path(folder), _positive(mpp, "--regions MPP")) for folder, mpp in args.regions]
         if regions and not args.maps:

@@ -30,6 +30,8 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from .checkpoint import parse_meta, save_checkpoint
+from .cliargs import device as device_arg
+from .cliargs import positive_int
 from .data import (
     IDC_MPP,
     IDC_NATIVE,
@@ -140,6 +142,21 @@ def _check_out(c: TrainConfig) -> None:
             f"{c.out} was trained with other options ({'; '.join(changed)}): resume with its "
             "own, or --overwrite to start it again"
         )
+
+
+def _lr_steps(text: str) -> str:
+    """``--lr-steps`` checked before any data is read: ``epoch:lr`` pairs, comma-separated."""
+    for item in filter(None, text.split(",")):
+        start, _, value = item.partition(":")
+        try:
+            ok = int(start) >= 0 and float(value) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not epoch:lr (e.g. 10:1e-5,20:5e-6), in {text!r}"
+            )
+    return text
 
 
 def lr_at(epoch: int, base: float, steps: str) -> float:
@@ -379,17 +396,20 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--input-size", type=int, default=d.input_size)
     p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument(
         "--lr-steps",
+        type=_lr_steps,
         default=d.lr_steps,
         help="epoch:lr pairs; from that epoch (0-based) on the lr is lr",
     )
     p.add_argument(
         "--batches-per-epoch", type=int, default=0, help="0: as many as cover the training set once"
     )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--device", type=device_arg, default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
         "--folds",

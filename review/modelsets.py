@@ -128,7 +128,8 @@ def load(spec: str | Path | Sequence[Path], device: str = "cpu") -> ModelSet:
     """Loads a model set: a set name (``idc``), a folder of checkpoints, or checkpoint files.
 
     Raises NoWeightsError when there are no checkpoints, CheckpointError (naming the file) when
-    one cannot be loaded or two checkpoints are of the same variant or disagree on classes.
+    one cannot be loaded, two checkpoints are of the same variant or disagree on classes, or
+    the set's map-quality.json is not a JSON object.
     """
     name, source, files = _files(spec)
     models: dict[str, LRANClassifier] = {}
@@ -142,5 +143,12 @@ def load(spec: str | Path | Sequence[Path], device: str = "cpu") -> ModelSet:
         raise CheckpointError(f"{source}: the set's models disagree on classes {sorted(classes)}")
     ordered = {v: models[v] for v in MODELS if v in models}
     quality_path = source / QUALITY_FILE
-    quality = json.loads(quality_path.read_text()) if quality_path.is_file() else {}
+    quality: dict[str, Any] = {}
+    if quality_path.is_file():
+        try:
+            quality = json.loads(quality_path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{quality_path}: not readable JSON ({err})") from err
+        if not isinstance(quality, dict):
+            raise CheckpointError(f"{quality_path}: not a JSON object of figures per model")
     return ModelSet(name=name, source=source, models=ordered, quality=quality)

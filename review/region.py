@@ -33,7 +33,13 @@ from lran_core.predict import PRECISIONS
 from lran_core.region import BLOCK, RegionError, field_of_view_um, map_region, write_pngs
 from review import modelsets
 from review.regions import RegionResult
-from review.scoring import DEFAULT_TOLERANCE_UM, score_maps, scoring_grid
+from review.scoring import (
+    DEFAULT_TOLERANCE_UM,
+    ENV_TOLERANCE,
+    configured_tolerance,
+    score_maps,
+    scoring_grid,
+)
 
 TUMOUR_LABELS = (2, 3)
 
@@ -79,8 +85,9 @@ def build_parser(prog: str = "lran-review region") -> argparse.ArgumentParser:
     p.add_argument(
         "--tolerance-um",
         type=_tolerance_um,
-        default=DEFAULT_TOLERANCE_UM,
-        help="pointing-game tolerance in micrometres",
+        default=None,
+        help=f"pointing-game tolerance in micrometres (default: {ENV_TOLERANCE}, as the app, "
+        f"else {DEFAULT_TOLERANCE_UM:g})",
     )
     return p
 
@@ -146,6 +153,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     RegionError, ImageReadError, NoWeightsError or CheckpointError for refused input and
     OSError for an output that cannot be written."""
     _outputs(args)
+    try:
+        tolerance = args.tolerance_um if args.tolerance_um is not None else configured_tolerance()
+    except ValueError as err:
+        raise RegionError(str(err)) from err
     rgb = load_image(args.image)
     mpp, mpp_source = args.mpp, "--mpp"
     if mpp is None:
@@ -181,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "precision": args.precision,
         "models": {},
     }
-    scores = region_scores(result, labels, args.tolerance_um) if labels is not None else {}
+    scores = region_scores(result, labels, tolerance) if labels is not None else {}
     for name, m in maps.items():
         meta = model_set.models[name].meta
         report["models"][name] = {

@@ -69,6 +69,11 @@ def test_grayscale_and_16_bit_are_converted():
     deep[0, 0] = 0
     out = load_image(_png(Image.fromarray(deep)))
     assert out[1, 1].tolist() == [255, 255, 255] and out[0, 0].tolist() == [0, 0, 0]
+    # A float TIFF of intensities 0 to 1 (as image tools write them), and one of 0 to 255.
+    for top in (1.0, 255.0):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((9, 9), 0.5 * top, np.float32), "F").save(buf, format="TIFF")
+        assert load_image(buf.getvalue())[4, 4].tolist() == [128, 128, 128], top
 
 
 def test_broken_files_are_named_and_refused(tmp_path):

@@ -532,3 +532,40 @@ def test_train_refuses_bad_input_in_one_line(capsys, folders, tmp_path):
     )
     assert line == f"error: {folders / 'other'}: classes ['a', 'b'] differ from ['neg', 'pos']"
     assert not out.exists()  # refused before anything was written
+
+
+def _argparse_error(capsys, main, argv) -> str:
+    """Runs a CLI whose option argparse must refuse: status 2, the reason on the last line."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_option_values_that_cannot_work_are_refused_before_any_data_is_read(
+    capsys, folders, tmp_path
+):
+    out = tmp_path / "run"
+    train_bad = {
+        ("--device", "gpu"): "must be cpu or cuda, got 'gpu'",
+        ("--batch-size", "0"): "--batch-size: must be a whole number of at least 1",
+        ("--lr-steps", "6"): "'6' is not epoch:lr",
+    }
+    if not torch.cuda.is_available():
+        train_bad[("--device", "cuda")] = "this machine has no GPU that torch can use"
+    for extra, reason in train_bad.items():
+        assert reason in _argparse_error(capsys, train_main, _train(folders, "absent", out, *extra))
+    model = str(folders / "model.safetensors")
+    evaluate_bad = {
+        ("--centre", "-1"): "--centre: must be a fraction between 0 and 1, got '-1'",
+        ("--max-maps", "0"): "--max-maps: must be a whole number of at least 1",
+        ("--batch-size", "x"): "--batch-size: must be a whole number of at least 1",
+    }
+    for extra, reason in evaluate_bad.items():
+        line = _argparse_error(capsys, evaluate_main, _evaluate(folders, model, "absent", *extra))
+        assert reason in line
+    folder = ["--model", model, "--data", str(folders / "data"), "--json", str(tmp_path)]
+    assert "is a folder: give a file name" in _argparse_error(capsys, evaluate_main, folder)
+    assert not out.exists()

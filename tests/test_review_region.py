@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from test_region import BACH, VARIANTS, rgb, tiny
 
 from lran_core import save_checkpoint
+from review import modelsets
 from review import region as command
 from review.cli import main as cli
 from review.region import main
@@ -166,6 +168,22 @@ def test_cli_refuses_a_bad_tolerance_or_output_before_mapping(
         cli(["--db", "sqlite://", "region", *base, "--tolerance-um", "-5"])
     assert exit_.value.code == 2
     assert "must be a finite number of µm, 0 or more" in capsys.readouterr().err
+    # Without --tolerance-um, the operator's LRAN_TOLERANCE_UM, as in the app; refused if bad.
+    monkeypatch.setenv("LRAN_TOLERANCE_UM", "soon")
+    assert main([*base, "--json", str(tmp_path / "c.json")]) == 2
+    assert "LRAN_TOLERANCE_UM must be a number of µm" in capsys.readouterr().err
+
+
+def test_cli_scores_with_the_operators_tolerance(tmp_path, checkpoints, monkeypatch):
+    image = write_png(tmp_path / "region.png", rgb(60, 64))
+    mask = write_png(tmp_path / "region_mask.png", label_mask(60, 64))
+    monkeypatch.setenv("LRAN_TOLERANCE_UM", "30")
+    out = tmp_path / "out.json"
+    argv = ["--models", str(checkpoints), "--image", str(image), "--mpp", "4.5"]
+    assert main([*argv, "--mask", str(mask), "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())["models"]["resnet18"]["scores"]
+    assert scores["cam"]["tolerance_um"] == 30.0
+    assert scores["cam"]["tolerance_px"] == pytest.approx(30 / 4.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,3 +215,14 @@ def test_bach_invasive_region_with_shipped_models(tmp_path):
         assert entry["windows"] == 95 * 95 and entry["field_um"] == 200.0
         # The IDC models, tiled at the region's true scale, find the invasive carcinoma.
         assert entry["scores"]["auroc_tumour_2_3"] > 0.75
+
+
+def test_a_model_set_with_a_broken_map_quality_file_is_refused_by_name(tmp_path, checkpoints):
+    folder = tmp_path / "set"
+    shutil.copytree(checkpoints, folder)
+    (folder / modelsets.QUALITY_FILE).write_text("{not json")
+    with pytest.raises(modelsets.CheckpointError, match=r"map-quality\.json: not readable JSON"):
+        modelsets.load(folder)
+    (folder / modelsets.QUALITY_FILE).write_text("[1, 2]")
+    with pytest.raises(modelsets.CheckpointError, match="not a JSON object"):
+        modelsets.load(folder)
