@@ -66,7 +66,8 @@ def navigation(list_: Worklist, index: int, reader: str, leaving: read.Case | No
     """Previous / next / next unread (keys K, J, U) and where the reader is. ``leaving`` is the
     read on screen, whose last shape a move keeps (None when the case cannot be read)."""
     work = list_.items[index]
-    prev, middle, nxt, unread = st.columns([1.4, 6, 1.2, 1.8], vertical_alignment="center")
+    # Wide enough for each button's label and key at 1280 px (the case line wraps instead).
+    prev, middle, nxt, unread = st.columns([1.8, 5, 1.45, 2.2], vertical_alignment="center")
     prev.button(
         "Previous",
         key="prev",

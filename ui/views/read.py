@@ -165,9 +165,15 @@ def form(case: Case, save: Callable[[], None], extra: Callable[[], None] | None 
     Save (Ctrl+Enter)."""
     current = draft(case)
     st.markdown("**Your diagnosis**")
-    per_row = 3
     choices = case.labels.choices
-    columns = [c for start in range(0, len(choices), per_row) for c in st.columns(per_row)]
+    # Long names ("IDC-negative") two to a row: three were cut to "IDC-ne…" at 1280 px; one
+    # left over takes the whole row ("non-diagnostic / unsure").
+    per_row = 2 if max(len(c) for c in choices) > 8 else 3
+    columns = [
+        c
+        for start in range(0, len(choices), per_row)
+        for c in st.columns(min(per_row, len(choices) - start))
+    ]
     for i, (column, label) in enumerate(zip(columns, choices, strict=False), start=1):
         column.button(
             label,
