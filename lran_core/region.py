@@ -179,14 +179,23 @@ class _Geometry:
         return self.k // 2
 
 
+def unmappable(model: LRANClassifier) -> str | None:
+    """Why :func:`map_region` cannot map regions with ``model`` (its input is not an even
+    number of its feature cells, so windows cannot be centred on cell corners), or None."""
+    size, stride = model.meta.input_size, model.features.stride
+    if size % stride or (size // stride) % 2:
+        return (
+            f"model {model.meta.variant}: an input of {size} px is not an even number of its "
+            f"{stride} px feature cells, so its windows cannot be centred on cell corners"
+        )
+    return None
+
+
 def _geometry(model: LRANClassifier, shape: tuple[int, int], mpp: float) -> _Geometry:
     meta = model.meta
     stride = model.features.stride
-    if meta.input_size % stride or (meta.input_size // stride) % 2:
-        raise RegionError(
-            f"model {meta.variant}: an input of {meta.input_size} px is not an even number of "
-            f"its {stride} px feature cells, so its windows cannot be centred on cell corners"
-        )
+    if (why := unmappable(model)) is not None:
+        raise RegionError(why)
     k = meta.input_size // stride
     scale = mpp * meta.input_size / field_of_view_um(meta)
     size = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))

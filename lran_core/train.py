@@ -44,6 +44,7 @@ from .metrics import compute_metrics
 from .models import MODELS, build_model
 from .models.lran import PADDING_MODES
 from .predict import PRECISIONS, autocast, predict
+from .region import unmappable
 from .transforms import augment, to_input
 
 
@@ -279,6 +280,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     meta.std = (std[0], std[1], std[2])
     meta.mpp = mpp
     meta.native_size = native
+    if (why := unmappable(model)) is not None:
+        # Patches are classified all the same; the maps of regions are not.
+        print(f"warning: region maps will refuse this model: {why}", flush=True)
     meta.data = (
         f"{c.data.name}: {len(train_ds)} train images of {groups} "
         f"{'patients' if layout == 'idc' else 'images'} ({split})"

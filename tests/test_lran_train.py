@@ -127,3 +127,20 @@ def test_paper_schedule():
         5e-6,
         5e-6,
     ]
+
+
+def test_a_model_region_maps_would_refuse_is_said_so_when_trained(synthetic, tmp_path, capsys):
+    # 48 px is 3 cells of 16 px: patches train, but region windows cannot be centred.
+    _run(
+        synthetic,
+        tmp_path / "odd",
+        "--epochs",
+        "1",
+        "--batches-per-epoch",
+        "1",
+        "--input-size",
+        "48",
+    )
+    assert "warning: region maps will refuse this model" in capsys.readouterr().out
+    _run(synthetic, tmp_path / "even", "--epochs", "1", "--batches-per-epoch", "1")
+    assert "warning" not in capsys.readouterr().out
