@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -135,6 +136,13 @@ def map_quality(
     sample = sample[np.linspace(0, len(sample) - 1, min(max_maps, len(sample))).round().astype(int)]
     out["randomisation"] = randomisation_check(model, images[torch.from_numpy(sample)])
     return out
+
+
+def held_out_fold(model: LRANClassifier) -> tuple[int, int] | None:
+    """(k, i): the patient-level fold i of k that training held out, as its checkpoint's
+    ``data`` says (:func:`lran_core.train.train` writes it); None when it does not say."""
+    found = re.search(r"patient-level fold (\d+) of (\d+) held out", model.meta.data)
+    return None if found is None else (int(found[2]), int(found[1]))
 
 
 def labelled_images(folder: str | Path) -> list[tuple[Path, Path]]:
@@ -370,6 +378,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             labelled_images(folder)  # refused before the evaluation, not after it
         model = load_model(args.model, args.device)
         fold = (args.folds, index, seed) if args.folds >= 2 else None
+        if fold is not None and (held := held_out_fold(model)) not in (None, fold[:2]):
+            print(
+                f"warning: {args.model} was trained with fold {held[1]} of {held[0]} held out: "
+                f"fold {index} of {args.folds} holds patients it was trained on",
+                file=sys.stderr,
+            )
         results = evaluate(
             model,
             args.data,

@@ -144,3 +144,14 @@ def test_a_model_region_maps_would_refuse_is_said_so_when_trained(synthetic, tmp
     assert "warning: region maps will refuse this model" in capsys.readouterr().out
     _run(synthetic, tmp_path / "even", "--epochs", "1", "--batches-per-epoch", "1")
     assert "warning" not in capsys.readouterr().out
+
+
+def test_evaluating_a_fold_the_model_trained_on_is_warned(synthetic, tmp_path, capsys):
+    out = tmp_path / "run"
+    _run(synthetic, out, "--epochs", "1", "--batches-per-epoch", "1")
+    base = ["--model", str(out / "best.safetensors"), "--data", str(synthetic), "--folds", "5"]
+    for fold, warned in (("0", False), ("1", True)):
+        capsys.readouterr()
+        evaluate_main([*base, "--fold", fold, "--json", str(tmp_path / f"{fold}.json")])
+        err = capsys.readouterr().err
+        assert ("fold 1 of 5 holds patients it was trained on" in err) == warned, err
