@@ -997,7 +997,7 @@ def _account(session: Session, name: str) -> Reader | None:
     if found is not None:
         return found
     folded = name.casefold()
-    for account in session.execute(select(Reader)).scalars():
+    for account in session.execute(select(Reader).order_by(Reader.name)).scalars():
         if account.name.casefold() == folded:
             return account
     return None

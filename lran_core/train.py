@@ -116,21 +116,40 @@ RUN_OPTIONS = (
 )
 
 
+# A run's files in its folder (config.json is written again by every start).
+RUN_FILES = ("state.safetensors", "best.safetensors", "last.safetensors", "metrics.jsonl")
+
+
 def _check_out(c: TrainConfig) -> None:
     """Refuses, before any data is read, an ``out`` that is a file, one that holds a run
-    unless ``resume`` or ``overwrite``, and resuming with other :data:`RUN_OPTIONS`."""
+    unless ``resume`` or ``overwrite``, resuming a run that left no state, and resuming with
+    other :data:`RUN_OPTIONS`; with ``overwrite``, removes the run's :data:`RUN_FILES`."""
     if c.out.exists() and not c.out.is_dir():
         raise ValueError(f"--out {c.out} is a file, not a folder")
-    held = any((c.out / name).is_file() for name in ("state.safetensors", "best.safetensors"))
+    state, config = c.out / "state.safetensors", c.out / "config.json"
+    held = state.is_file() or (c.out / "best.safetensors").is_file()
     if held and not (c.resume or c.overwrite):
         raise ValueError(
             f"{c.out} holds a run already: --resume to go on with it, --overwrite to start it "
             "again, or another --out"
         )
-    config = c.out / "config.json"
-    if not (c.resume and (c.out / "state.safetensors").is_file() and config.is_file()):
-        if c.resume:
-            print(f"no run to resume in {c.out}: starting from the first epoch", flush=True)
+    if c.overwrite:
+        # Gone before the new run starts: a stopped restart must not leave the old run's state
+        # for a --resume to pick up under the new run's options.
+        for name in RUN_FILES:
+            (c.out / name).unlink(missing_ok=True)
+        return
+    if not c.resume:
+        return
+    if not state.is_file():
+        if held:
+            raise ValueError(
+                f"{c.out} holds a run without state.safetensors (finished, or copied without "
+                "it): nothing to resume; --overwrite to start it again"
+            )
+        print(f"no run to resume in {c.out}: starting from the first epoch", flush=True)
+        return
+    if not config.is_file():
         return
     saved = json.loads(config.read_text())
     now = json.loads(json.dumps(asdict(c), default=str))
@@ -150,7 +169,7 @@ def _lr_steps(text: str) -> str:
     for item in filter(None, text.split(",")):
         start, _, value = item.partition(":")
         try:
-            ok = int(start) >= 0 and float(value) > 0
+            ok = int(start) >= 0 and 0 < float(value) < math.inf
         except ValueError:
             ok = False
         if not ok:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from annotations.records import StudyRecord
 from annotations.store import Store, StoreError, default_url, sqlite_path
+from lran_core.cliargs import positive_int
 from review import identity, modelsets, region, studies, studyio
 
 
@@ -117,7 +118,7 @@ def study(args: argparse.Namespace) -> None:
                 images += 1
                 yield file
 
-        side = args.patch_side or _patch_side(target)
+        side = args.patch_side if args.patch_side is not None else _patch_side(target)
         result = studies.add_images(store, target, counted(), None, side)
         for message in result.refused:
             print(f"refused: {message}", file=sys.stderr)
@@ -138,6 +139,12 @@ def study(args: argparse.Namespace) -> None:
     elif args.action == "import":
         restored = studyio.import_study(store, args.file.read_bytes(), args.name)
         print(f"imported study {restored.name}: {len(store.cases(restored.study_id))} cases")
+        if restored.model_set not in modelsets.installed():
+            print(
+                f"warning: its model set {restored.model_set!r} is not installed here: its "
+                "cases cannot be read until it is",
+                file=sys.stderr,
+            )
 
 
 def _patch_side(target: StudyRecord) -> int:
@@ -213,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("path", type=Path)
     add.add_argument(
         "--patch-side",
-        type=int,
+        type=positive_int,
         default=None,
         help="images larger than this (px) are regions (default: the study's models' patch)",
     )

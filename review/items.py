@@ -14,6 +14,7 @@ from annotations.masks import label_mask_to_region, read_label_mask
 from annotations.records import content_hash
 from lran_core.data import (
     IDC_MPP,
+    IDC_NATIVE,
     MAX_PIXELS,
     ImageReadError,
     MultiPageWarning,
@@ -47,7 +48,7 @@ class ImageItem:
 
     ``filename`` is what the reader uploaded it as: shown and stored, never used as a path.
     ``rgb`` (H, W, 3) uint8; ``mpp`` the microns per pixel from its resolution tags, else, for
-    a patch of the Kaggle IDC set (by its file name), that set's 4 µm/px; None if neither;
+    a patch of the Kaggle IDC set (by its file name and 50 px), that set's 4 µm/px; None if neither;
     ``pages``: how many pages the file has (a multi-page TIFF is reviewed on its first).
     """
 
@@ -112,8 +113,9 @@ def read_image(name: str, data: bytes, max_pixels: int | None = None) -> ImageIt
     except Exception as err:
         raise ImageReadError(f"{name}: could not be read ({type(err).__name__}: {err})") from err
     mpp = read_mpp(data)
-    if mpp is None and parse_idc_name(name) is not None:
-        # The Kaggle IDC patches carry no resolution tags; their names say what they are.
+    if mpp is None and parse_idc_name(name) is not None and max(rgb.shape[:2]) <= IDC_NATIVE:
+        # The Kaggle IDC patches carry no resolution tags; their names (and their 50 px) say
+        # what they are.
         mpp = IDC_MPP
     return ImageItem(content_hash(data), name, rgb, mpp, info.pages)
 

@@ -140,7 +140,15 @@ def selected(name: str, only: str | None) -> bool:
     takes fold3/*, fold3/resnet18 that run alone (not fold3/resnet18-ran)."""
     if not only:
         return True
-    return any(name == o or name.startswith(o.rstrip("/") + "/") for o in only.split(","))
+    return any(_takes(o, name) for o in _entries(only))
+
+
+def _entries(only: str) -> list[str]:
+    return [o.strip().rstrip("/") for o in only.split(",") if o.strip()]
+
+
+def _takes(entry: str, name: str) -> bool:
+    return name == entry or name.startswith(entry + "/")
 
 
 def finished(cfg: TrainConfig) -> bool:
@@ -175,12 +183,13 @@ def main() -> None:
         ship(args.runs, args.weights)
         return
     torch.set_num_threads(args.threads)
-    runs = [
-        run for run in groups(args.data_root, args.runs)[args.group] if selected(run[0], args.only)
-    ]
-    if not runs:
-        names = ", ".join(name for name, _, _ in groups(args.data_root, args.runs)[args.group])
-        p.error(f"--only {args.only} takes no run of {args.group}: {names}")
+    group = groups(args.data_root, args.runs)[args.group]
+    names = [name for name, _, _ in group]
+    # Each entry must take a run: a typo would otherwise drop its runs without a word.
+    for entry in _entries(args.only or ""):
+        if not any(_takes(entry, name) for name in names):
+            p.error(f"--only {entry} takes no run of {args.group}: {', '.join(names)}")
+    runs = [run for run in group if selected(run[0], args.only)]
     for name, cfg, ev in runs:
         if not finished(cfg):
             print(f"== train {args.group}/{name}", flush=True)

@@ -39,6 +39,7 @@ from lran_core.models import DISPLAY_NAMES
 from review import exports, modelsets
 from review.patches import PatchMaps, explain_patch
 from review.scoring import ScoredMap, score_maps
+from ui import server
 from ui.views import maps as maps_view
 from ui.views import read
 
@@ -361,21 +362,25 @@ def test_an_aided_read_waits_for_the_maps_and_is_not_saved_twice_unchanged(
     time.sleep(1.6)
     at = save(at, "aided")
     assert any("version 2" in s for s in texts(at.success))
-    # Pressed again with nothing changed: no third, identical version.
+    # Pressed again at once with nothing changed: no third, identical version.
     at = save(at, "aided")
     assert any("version 2" in s for s in texts(at.success))
     assert list(Store(env).reviews_frame()["version"]) == [1, 2]
     draw_and_label(at, "aided", rect(0, 0, 25, 25), "IDC-positive")
     at = save(at, "aided")
     assert list(Store(env).reviews_frame()["version"]) == [1, 2, 3]
+    # The same read saved again later is meant (another CAM class, say): a new version.
+    monkeypatch.setattr(read, "REPEAT_S", 0.0)
+    at = save(at, "aided")
+    assert list(Store(env).reviews_frame()["version"]) == [1, 2, 3, 4]
 
 
-def test_the_wait_before_an_aided_save_is_checked() -> None:
-    assert read.aided_wait_s({}) == read.DEFAULT_AIDED_WAIT_S
-    assert read.aided_wait_s({"LRAN_AIDED_WAIT_S": "0"}) == 0
+def test_the_wait_before_an_aided_save_is_checked_when_the_server_starts() -> None:
+    assert server.aided_wait_s({}) == server.DEFAULT_AIDED_WAIT_S
+    assert server.aided_wait_s({"LRAN_AIDED_WAIT_S": "0"}) == 0
     for bad in ("-1", "nan", "soon", "61"):
         with pytest.raises(ValueError, match="LRAN_AIDED_WAIT_S"):
-            read.aided_wait_s({"LRAN_AIDED_WAIT_S": bad})
+            server.app_options({"LRAN_AIDED_WAIT_S": bad})
 
 
 def test_a_new_study_is_the_one_in_use_at_once(env: str) -> None:

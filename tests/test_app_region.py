@@ -84,6 +84,11 @@ def region_page(
     return at, store.case(case_id(at)).item.item_hash
 
 
+def widget(at: AppTest, name: str, kind: str = "open", reader: str = "dr-a") -> str:
+    """The key of one of the read's widgets on the Review page (ui.views.read.widget_key)."""
+    return f"{name}-{case_id(at)}-{kind}-{reader}"
+
+
 def set_reference(at: AppTest, digest: str, name: str, data: bytes) -> AppTest:
     """Puts a file in the Review page's reference uploader and reruns."""
     at.file_uploader(key=f"reference-{digest[:16]}").set_value((name, data, "image/png"))
@@ -118,10 +123,10 @@ OVERLAP = 0.75
 
 def test_region_upload_shows_the_maps_of_three_models(env: str) -> None:
     rgb = patch(20, SIDE, SIDE)
-    at, digest = region_page(tiff(rgb, MPP))
+    at, _ = region_page(tiff(rgb, MPP))
     # Region by default, at the resolution of the TIFF tags.
-    assert at.toggle(key=f"as-region-{digest[:16]}").value
-    assert at.number_input(key=f"mpp-{digest[:16]}").value == pytest.approx(MPP)
+    assert at.toggle(key=widget(at, "as-region")).value
+    assert at.number_input(key=widget(at, "mpp")).value == pytest.approx(MPP)
     maps = region_maps(rgb).maps
     assert list(maps) == VARIANTS
     for name, m in maps.items():
@@ -147,14 +152,14 @@ def test_region_upload_shows_the_maps_of_three_models(env: str) -> None:
 
 
 def test_missing_or_absurd_mpp_is_explained_and_nothing_can_be_saved(env: str) -> None:
-    at, digest = region_page(png(patch(21, SIDE, SIDE)), "no-tags.png")
+    at, _ = region_page(png(patch(21, SIDE, SIDE)), "no-tags.png")
     errors = texts(at.error)
     assert any("microns per pixel of the image are unknown" in e for e in errors), errors
     assert not viewer_args(at)["cells"]
-    at.number_input(key=f"mpp-{digest[:16]}").set_value(1000.0).run()
+    at.number_input(key=widget(at, "mpp")).set_value(1000.0).run()
     assert not at.exception
     assert any("1000.0 µm/px is outside" in e for e in texts(at.error)), texts(at.error)
-    at.number_input(key=f"mpp-{digest[:16]}").set_value(MPP).run()
+    at.number_input(key=widget(at, "mpp")).set_value(MPP).run()
     assert not at.error
     assert len(cells(at)) == 8
 
@@ -339,10 +344,10 @@ def test_a_geojson_reference_is_read_in_image_pixels(env: str) -> None:
 
 
 def test_a_region_can_be_reviewed_as_one_patch_instead_keeping_the_drawing(env: str) -> None:
-    at, digest = region_page(tiff(patch(27, SIDE, SIDE), MPP))
+    at, _ = region_page(tiff(patch(27, SIDE, SIDE), MPP))
     # Drawn while the image is a region; the canvas has the same size either way.
     draw_and_label(at, "open", rect(0, 0, 150, 300), "non-diagnostic / unsure")
-    at.toggle(key=f"as-region-{digest[:16]}").set_value(False).run()
+    at.toggle(key=widget(at, "as-region")).set_value(False).run()
     assert not at.exception
     table = at.table[0].value.reset_index()
     assert list(table["model"]) == TITLES and "tiles" not in table.columns
@@ -385,21 +390,24 @@ def test_a_blinded_region_shows_no_maps_until_the_unaided_read_is_saved(env: str
 def test_a_typed_mpp_survives_a_reload_and_the_aided_read_keeps_the_unaided_ones(
     env: str,
 ) -> None:
-    at, digest = region_page(png(patch(29, SIDE, SIDE)), "no-tags.png", blinded=True)
-    at.number_input(key=f"mpp-{digest[:16]}").set_value(MPP).run()
+    at, _ = region_page(png(patch(29, SIDE, SIDE)), "no-tags.png", blinded=True)
+    at.number_input(key=widget(at, "mpp", "unaided")).set_value(MPP).run()
     case = case_id(at)
+    # The next reader in this browser starts from their own µm/px, not dr-a's.
+    at.text_input(key="reader").input("dr-b").run()
+    at.switch_page(REVIEW).run()
+    assert at.number_input(key=widget(at, "mpp", "unaided", "dr-b")).value is None
     # A reload: a new session of the same reader comes back to the case and its µm/px.
     again = start()
     again.switch_page(REVIEW).run()
     assert case_id(again) == case
-    assert again.number_input(key=f"mpp-{digest[:16]}").value == pytest.approx(MPP)
+    assert again.number_input(key=widget(again, "mpp", "unaided")).value == pytest.approx(MPP)
     draw_and_label(again, "unaided", rect(0, 0, 150, 300), "IDC-positive")
     again = save(again, "unaided")
     assert not again.exception and len(cells(again)) == 8
     # The aided read is mapped and scored at the unaided read's µm/px: shown, not editable.
-    (fixed,) = [n for n in again.number_input if n.key == f"mpp-fixed-{case}"]
+    fixed = again.number_input(key=widget(again, "mpp", "aided"))
     assert fixed.value == pytest.approx(MPP) and fixed.disabled
-    assert not [n for n in again.number_input if n.key == f"mpp-{digest[:16]}"]
     draw_and_label(again, "aided", rect(0, 0, 300, 300), "IDC-positive")
     again = save(again, "aided")
     rows = Store(env).reviews_frame()

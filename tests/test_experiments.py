@@ -27,7 +27,7 @@ def test_only_takes_a_run_by_its_name_or_a_folder_of_runs() -> None:
         "fold3/resnet18-ran",
         "fold3/resnet18-lran",
     ]
-    both = [n for n in names if e.selected(n, "fold0/resnet18-lran,fold4/")]
+    both = [n for n in names if e.selected(n, "fold0/resnet18-lran, fold4/")]
     assert both == [
         "fold0/resnet18-lran",
         "fold4/resnet18",

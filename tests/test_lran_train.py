@@ -85,6 +85,17 @@ def test_overfits_and_resumes(synthetic, tmp_path):
     # Started again on purpose, it logs its own epochs only.
     _run(synthetic, again, "--epochs", "1", "--batches-per-epoch", "1", "--overwrite")
     assert [r["epoch"] for r in _log(again)] == [1]
+    # A restart stopped before its first epoch leaves nothing of the old run to resume.
+    _run(synthetic, again, "--epochs", "0", "--overwrite", "--model", "resnet18")
+    assert not (again / "state.safetensors").exists() and not (again / "best.safetensors").exists()
+    # A run copied without its state (or finished elsewhere) cannot be resumed.
+    copied = tmp_path / "copied"
+    shutil.copytree(out, copied, ignore=shutil.ignore_patterns("state.safetensors"))
+    with pytest.raises(SystemExit):
+        _run(synthetic, copied, "--epochs", "8", "--batches-per-epoch", "4", "--resume")
+    assert len(_log(copied)) == 7
+    with pytest.raises(SystemExit):
+        _run(synthetic, tmp_path / "run" / "metrics.jsonl", "--epochs", "1")
     results = evaluate_main(
         [
             "--model",

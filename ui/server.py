@@ -33,6 +33,7 @@ calling :func:`build_app`; :func:`build_app` is for ``uvicorn`` and tests.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import sys
@@ -166,6 +167,29 @@ class AllowedHosts:
             return "AllowedHosts(*)"
         names = [p.host if p.port is None else f"{p.host}:{p.port}" for p in self.patterns]
         return f"AllowedHosts({', '.join(names)})"
+
+
+ENV_AIDED_WAIT: Final = "LRAN_AIDED_WAIT_S"
+# A second Ctrl+Enter pressed just after the unaided save would otherwise save an aided read
+# of maps the reader never looked at.
+DEFAULT_AIDED_WAIT_S = 2.0
+
+
+def aided_wait_s(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds the maps must have been on screen before an aided read is saved:
+    ``LRAN_AIDED_WAIT_S`` from ``environ`` (default ``os.environ``), else
+    :data:`DEFAULT_AIDED_WAIT_S`; 0 turns the wait off. Raises ValueError naming the variable
+    for a value that is not a number of seconds in [0, 60]."""
+    text = (os.environ if environ is None else environ).get(ENV_AIDED_WAIT, "").strip()
+    if not text:
+        return DEFAULT_AIDED_WAIT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= 60):
+        raise ValueError(f"{ENV_AIDED_WAIT} must be a number of seconds from 0 to 60, got {text!r}")
+    return value
 
 
 def allowed_hosts_from_env(environ: Mapping[str, str] | None = None) -> AllowedHosts:
@@ -310,6 +334,7 @@ def app_options(environ: Mapping[str, str] | None = None) -> AppOptions:
     """
     _ensure_log_handler()
     hosts = allowed_hosts_from_env(environ)
+    aided_wait_s(environ)  # a bad value stops the start, not a reader's save mid-study
     _LOGGER.info("Serving requests addressed to %s", hosts)
     return AppOptions(
         middleware=[Middleware(AllowedHostsMiddleware, hosts=hosts)],

@@ -10,10 +10,8 @@ with an empty drawing asks once. Freehand strokes are closed by the viewer and s
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,28 +31,6 @@ from ui import cache, server, widgets
 from ui.components.viewer import ViewerState, sent_state
 
 CONFIDENCE = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 certain"}
-
-ENV_AIDED_WAIT = "LRAN_AIDED_WAIT_S"
-# A second Ctrl+Enter pressed just after the unaided save would otherwise save an aided read
-# of maps the reader never looked at.
-DEFAULT_AIDED_WAIT_S = 2.0
-
-
-def aided_wait_s(environ: Mapping[str, str] | None = None) -> float:
-    """Seconds the maps must have been on screen before an aided read is saved:
-    ``LRAN_AIDED_WAIT_S`` from ``environ`` (default ``os.environ``), else
-    :data:`DEFAULT_AIDED_WAIT_S`; 0 turns the wait off. Raises ValueError naming the variable
-    for a value that is not a number of seconds in [0, 60]."""
-    text = (os.environ if environ is None else environ).get(ENV_AIDED_WAIT, "").strip()
-    if not text:
-        return DEFAULT_AIDED_WAIT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 <= value <= 60):
-        raise ValueError(f"{ENV_AIDED_WAIT} must be a number of seconds from 0 to 60, got {text!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -246,7 +222,7 @@ def _label_now(case: Case) -> None:
 
 def maps_shown(case: Case) -> None:
     """Notes when the page has finished showing the maps of this aided read (the first time
-    in this session): the aided save waits :func:`aided_wait_s` from then."""
+    in this session): the aided save waits :func:`ui.server.aided_wait_s` from then."""
     st.session_state.setdefault("maps_shown", {}).setdefault(
         (case.reader, case.case_id), time.monotonic()
     )
@@ -258,20 +234,28 @@ def _content(current: dict[str, Any]) -> str:
     return json.dumps({k: current.get(k) for k in keys}, sort_keys=True, default=str)
 
 
+# A Save of the same read this soon after the last is the key pressed twice, not a new version
+# (later, the same content may be saved again on purpose: another CAM class, another tab).
+REPEAT_S = 3.0
+
+
 def _repeated(case: Case, current: dict[str, Any]) -> bool:
     """Whether this Save repeats the last one of this session on the case: the unaided Save
-    pressed again before the page turned to the aided read, or the same aided read again."""
+    pressed again before the page turned to the aided read (the store would refuse it), or
+    the same read within :data:`REPEAT_S`."""
     last = st.session_state.get("last_saved", {}).get((case.reader, case.case_id))
     if last is None or last["kind"] != case.kind:
         return False
-    return case.kind == "unaided" or last["content"] == _content(current)
+    if case.kind == "unaided":
+        return True
+    return last["content"] == _content(current) and time.monotonic() - last["at"] < REPEAT_S
 
 
 def _too_soon(case: Case) -> str | None:
     """Why an aided read may not be saved yet (the maps not shown long enough), or None."""
     if case.kind != "aided":
         return None
-    wait = aided_wait_s()
+    wait = server.aided_wait_s()
     shown = st.session_state.get("maps_shown", {}).get((case.reader, case.case_id))
     if wait == 0 or (shown is not None and time.monotonic() - shown >= wait):
         return None
@@ -285,7 +269,7 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     """Save button callback: checks the read, builds its record (scores included) and stores
     it in one transaction; the outcome (or why not) is kept for the page to show. A save that
     repeats the last one (a key pressed twice) stores nothing and keeps its outcome; an aided
-    read waits until the maps have been shown for :func:`aided_wait_s`."""
+    read waits until the maps have been shown for :func:`ui.server.aided_wait_s`."""
     outcome = st.session_state.setdefault("save_outcome", {})
     keep_sent(case)
     _label_now(case)
@@ -351,6 +335,7 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     st.session_state.setdefault("last_saved", {})[(case.reader, case.case_id)] = {
         "kind": case.kind,
         "content": _content(current),
+        "at": time.monotonic(),
     }
     outcome[case.case_id] = (
         "success",

@@ -20,16 +20,6 @@ from ui.views import read
 from ui.views.read import score_table
 
 
-def _remember(item_hash: str, name: str, key: str, case: read.Case) -> None:
-    state.bucket("region_settings")[item_hash][name] = st.session_state[key]
-    # In the reader's draft too: a reload or a new tab brings the µm/px back.
-    read.keep(case, **{DRAFT_KEYS[name]: st.session_state[key]})
-
-
-# Region settings -> their keys in the read's draft.
-DRAFT_KEYS = {"region": "as_region", "mpp": "mpp"}
-
-
 def region_choice(
     item: ImageItem,
     patch_side: int,
@@ -40,55 +30,41 @@ def region_choice(
 
     By default an image larger than the models' patch is a region, at the µm/px of its TIFF
     resolution tags (none for most PNGs: the reader types it); what the reader chose is kept
-    in the read's draft. ``fixed`` (region or not, µm/px), the unaided read's, is shown and
-    cannot be changed: the aided read is mapped and scored as the unaided one was.
+    in the read's draft (``as_region``, ``mpp``), so a reload brings it back and the next
+    reader in the browser starts from their own. ``fixed`` (region or not, µm/px), the
+    unaided read's, is shown and cannot be changed: the aided read is mapped and scored as the
+    unaided one was.
     """
     left, right = st.columns([2, 1], vertical_alignment="bottom")
-    if fixed is not None:
-        left.toggle(
-            "Review as a region (mapped at the models' resolution)",
-            value=fixed[0],
-            key=f"as-region-fixed-{case.case_id}",
-            disabled=True,
-            help="As your unaided read, which is saved and locked.",
-        )
-        if fixed[0]:
-            right.number_input(
-                "µm/px of this image",
-                value=fixed[1],
-                format="%.3f",
-                key=f"mpp-fixed-{case.case_id}",
-                disabled=True,
-                help="As your unaided read, which is saved and locked.",
-            )
-        return fixed
-    settings = state.bucket("region_settings")
-    if item.item_hash not in settings:
-        kept = read.draft(case)
-        settings[item.item_hash] = {
-            "region": kept.get("as_region", max(item.width, item.height) > patch_side),
-            "mpp": kept.get("mpp", item.mpp),
-        }
-    current = settings[item.item_hash]
-    toggle_key, mpp_key = f"as-region-{item.item_hash[:16]}", f"mpp-{item.item_hash[:16]}"
+    toggle_key, mpp_key = read.widget_key(case, "as-region"), read.widget_key(case, "mpp")
+    current = read.draft(case)
+    region, mpp = fixed or (
+        bool(current.get("as_region", max(item.width, item.height) > patch_side)),
+        current.get("mpp", item.mpp),
+    )
+    locked = "As your unaided read, which is saved and locked." if fixed else None
     left.toggle(
         "Review as a region (mapped at the models' resolution)",
-        value=current["region"],
+        value=region,
         key=toggle_key,
-        on_change=_remember,
-        args=(item.item_hash, "region", toggle_key, case),
-        help="Off: the whole image is classified as one patch, shrunk to the models' input.",
+        on_change=read.remember,
+        args=(case, "as_region", toggle_key),
+        disabled=fixed is not None,
+        help=locked
+        or "Off: the whole image is classified as one patch, shrunk to the models' input.",
     )
-    if current["region"]:
+    if region:
         right.number_input(
             "µm/px of this image",
-            value=current["mpp"],
+            value=mpp,
             step=0.01,
             format="%.3f",
             key=mpp_key,
-            on_change=_remember,
-            args=(item.item_hash, "mpp", mpp_key, case),
-            help="Micrometres per pixel. E.g. 0.47 for a 20x scan, 4.7 for a 10-fold "
+            on_change=read.remember,
+            args=(case, "mpp", mpp_key),
+            disabled=fixed is not None,
+            help=locked
+            or "Micrometres per pixel. E.g. 0.47 for a 20x scan, 4.7 for a 10-fold "
             "downsized export. "
             + (
                 "Read from the file's resolution tags."
@@ -96,7 +72,7 @@ def region_choice(
                 else "The file has no resolution tags."
             ),
         )
-    return current["region"], current["mpp"]
+    return region, mpp
 
 
 def region_maps(
