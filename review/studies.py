@@ -276,13 +276,18 @@ def maps_visible(study: StudyRecord, item: WorkItem) -> bool:
 
 
 def not_yet_read(study: StudyRecord, reads: pd.DataFrame, reader: str) -> pd.Series:
-    """Per row of a study's reads frame (``Store.reviews_frame``): whether it is another
-    reader's read of an image that ``reader`` has not read unaided yet, in a blinded study
-    (never in an open one). Others' reads of such an image, its name and the models' verdicts
-    on it are withheld from the reader until their own unaided read, as on the Review page."""
+    """Per row of a study's reads frame (``Store.reviews_frame``): whether it is withheld from
+    ``reader`` in a blinded study (never in an open one). Another reader's read of an image
+    that ``reader`` has not read unaided yet: its reads, name and the models' verdicts wait
+    for the reader's own unaided read, as on the Review page. In an anonymised study, every
+    read of an image ``reader`` has not read aided yet, their own too: Compare and History
+    name the models, which would tell the letters of the aided read apart."""
     if not study.blinded:
         return pd.Series(False, index=reads.index)
     own = reads["reader"] == reader
+    if study.anonymise:
+        aided = reads["item_hash"][own & (reads["read_kind"] == "aided")]
+        return ~reads["item_hash"].isin(set(aided))
     unaided = reads["item_hash"][own & (reads["read_kind"] == "unaided")]
     # The reader's own reads always show; others' only once the reader's unaided read is in.
     return ~own & ~reads["item_hash"].isin(set(unaided))

@@ -594,6 +594,30 @@ def test_anonymised_maps_are_shown_under_letters_and_the_best_map_is_stored(
     assert b_cell["row"] == f"CAM ({cam.cam_class})" or b_cell["row"] == "CAM"
 
 
+def test_compare_names_no_model_of_an_anonymised_case_before_the_aided_read(env: str) -> None:
+    study = Store(env).create_study("anonymised", "IDC", "blinded", "idc", anonymise=True)
+    at = add(choose_study(start(), study.study_id), [("p.png", png(patch(14)))])
+    at.switch_page(REVIEW).run()
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-positive")
+    at = save(at, "unaided")
+
+    def compare_page() -> str:
+        at.switch_page(COMPARE).run()
+        assert not at.exception
+        return " ".join(
+            texts(at.markdown) + texts(at.caption) + [f.to_csv() for f in frames(at)]
+        ) + str([t.value for t in at.table])
+
+    before = compare_page()
+    assert "left out (anonymised study" in before
+    assert not any(t in before for t in TITLES), before
+    at.switch_page(REVIEW).run()
+    draw_and_label(at, "aided", rect(0, 0, 25, 25), "IDC-positive", best_map="A")
+    at = save(at, "aided")
+    after = compare_page()
+    assert "you have not read yet" not in after and any(t in after for t in TITLES), after
+
+
 def test_an_empty_region_asks_once_then_saves_an_explicit_no_region(env: str) -> None:
     at = review_page(patch(11))
     draw_and_label(at, "unaided", None, "IDC-negative")

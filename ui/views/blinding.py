@@ -1,5 +1,6 @@
-"""What of others' reads a reader may see in a blinded study (Compare, History): nothing of a
-case before their own unaided read of it, unless an admin chooses to end their blinding."""
+"""What of the reads a reader may see in a blinded study (Compare, History): nothing of others'
+reads of a case before their own unaided read of it, and in an anonymised study nothing that
+names the models before their aided read, unless an admin chooses to end their blinding."""
 
 from __future__ import annotations
 
@@ -27,13 +28,18 @@ def reads_shown(study: StudyRecord, reads: pd.DataFrame, person: Person, key: st
         # blinded again.
         key=f"{key}-{study.study_id}-{person.name}",
         help="Blinded study: others' reads, the file names and the models' verdicts on a case "
-        "are hidden from you until your own unaided read of it. Showing them ends your "
-        "blinding for those cases.",
+        "are hidden from you until your own unaided read of it (in an anonymised study, "
+        "until your aided read). Showing them ends your blinding for those cases.",
     ):
         return reads
     st.caption(
         f"{int(hidden.sum())} read{'s' if hidden.sum() != 1 else ''} of {cases} "
         f"case{'s' if cases != 1 else ''} you have not read yet "
-        f"{'are' if hidden.sum() != 1 else 'is'} left out (blinded study)."
+        f"{'are' if hidden.sum() != 1 else 'is'} left out "
+        + (
+            "(anonymised study: until your aided read, which names no model)."
+            if study.anonymise
+            else "(blinded study)."
+        )
     )
     return reads[~hidden]
