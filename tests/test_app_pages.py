@@ -618,6 +618,23 @@ def test_compare_names_no_model_of_an_anonymised_case_before_the_aided_read(env:
     assert "you have not read yet" not in after and any(t in after for t in TITLES), after
 
 
+def test_compare_leaves_out_the_reads_of_a_removed_case(env: str) -> None:
+    at = add(start(), [(f"r{i}.png", png(patch(40 + i))) for i in range(2)])
+    at.switch_page(REVIEW).run()
+    first = case_id(at)
+    for step in range(2):
+        draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-positive")
+        at = save(at, "unaided")
+        if step == 0:
+            at.button(key="next").click().run()
+    Store(env).remove_case(first, "dr-a")
+    at.switch_page(COMPARE).run()
+    assert not at.exception
+    captions = texts(at.caption)
+    assert "1 read of removed cases is left out." in captions, captions
+    assert any(c.startswith("1 reads of 1 cases") for c in captions), captions
+
+
 def test_an_empty_region_asks_once_then_saves_an_explicit_no_region(env: str) -> None:
     at = review_page(patch(11))
     draw_and_label(at, "unaided", None, "IDC-negative")

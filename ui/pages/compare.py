@@ -262,6 +262,13 @@ def main() -> None:
     if reads.empty:
         st.info(f"No reads saved in {widgets.plain(study.name)} yet: save some on the Review page.")
         return
+    # The study as its worklist stands: a removed case's reads stay in History, not here.
+    removed = ~reads["case_id"].isin({c.case_id for c in store.cases(study.study_id)})
+    if removed.any():
+        n = int(removed.sum())
+        verb = "are" if n != 1 else "is"
+        st.caption(f"{n} read{'s' if n != 1 else ''} of removed cases {verb} left out.")
+        reads = reads[~removed]
     reads = blinding.reads_shown(study, reads, person, "c_unread")
     if reads.empty:
         return
