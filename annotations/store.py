@@ -398,35 +398,40 @@ class Store:
         references: bool,
         study_id: int | None = None,
     ) -> Select[Any]:
-        query: Select[Any] = select(  # type: ignore[assignment]
-            Review.id.label("review_id"),
-            Review.item_hash,
-            Item.filename,
-            Item.width,
-            Item.height,
-            Review.kind,
-            Review.mpp,
-            Review.overlap,
-            Review.reader,
-            Review.is_reference,
-            Review.imported_by,
-            Review.model_set,
-            Review.label,
-            Review.version,
-            Review.created_at,
-            Review.note,
-            Review.study_id,
-            Review.case_id,
-            Review.read_kind,
-            Review.blinded,
-            Review.visible,
-            Review.confidence,
-            Review.no_region,
-            Review.parent_id,
-            Review.anonymised,
-            Review.best_map,
-            Review.label_set,
-        ).join(Item, Item.hash == Review.item_hash)
+        query: Select[Any] = (
+            select(  # type: ignore[assignment]
+                Review.id.label("review_id"),
+                Review.item_hash,
+                # The case's name in its study where the read has one; the item's first otherwise.
+                func.coalesce(Case.filename, Item.filename).label("filename"),
+                Item.width,
+                Item.height,
+                Review.kind,
+                Review.mpp,
+                Review.overlap,
+                Review.reader,
+                Review.is_reference,
+                Review.imported_by,
+                Review.model_set,
+                Review.label,
+                Review.version,
+                Review.created_at,
+                Review.note,
+                Review.study_id,
+                Review.case_id,
+                Review.read_kind,
+                Review.blinded,
+                Review.visible,
+                Review.confidence,
+                Review.no_region,
+                Review.parent_id,
+                Review.anonymised,
+                Review.best_map,
+                Review.label_set,
+            )
+            .join(Item, Item.hash == Review.item_hash)
+            .outerjoin(Case, Case.id == Review.case_id)
+        )
         if reader is not None:
             query = query.where(Review.reader == reader)
         if model_set is not None:
@@ -730,6 +735,7 @@ class Store:
                     item_hash=item.item_hash,
                     position=0 if last is None else last + 1,
                     case_group=group[:FILENAME_LENGTH],
+                    filename=item.filename[:FILENAME_LENGTH],
                     added_at=_utc(added_at) or now,
                     added_by=added_by,
                 )
@@ -788,7 +794,7 @@ class Store:
                 Case.removed_at,
                 Case.removed_by,
                 Item.hash,
-                Item.filename,
+                func.coalesce(Case.filename, Item.filename).label("filename"),
                 Item.width,
                 Item.height,
                 Item.kind,
@@ -1021,7 +1027,9 @@ def _case(case: Case, item: Item | None) -> CaseRecord:
     return CaseRecord(
         case_id=case.id,
         study_id=case.study_id,
-        item=ItemRecord(item.hash, item.filename, item.width, item.height, item.kind, item.mpp),
+        item=ItemRecord(
+            item.hash, case.filename or item.filename, item.width, item.height, item.kind, item.mpp
+        ),
         position=case.position,
         group=case.case_group,
         removed=case.removed_at is not None,

@@ -26,7 +26,7 @@ from annotations.records import (
     ScoreRecord,
     content_hash,
 )
-from annotations.schema import Base
+from annotations.schema import Base, Case
 from annotations.scores import SCORE_NAMES, agreement
 from annotations.store import Store, StoreError, alembic_config, head_revision
 
@@ -579,6 +579,27 @@ def test_a_reader_has_a_place_in_each_study_and_keeps_it_through_the_migration(d
     assert store.place("dr-a") == (first.study_id, None)
     assert store.place_in("dr-a", second.study_id) == case_b.case_id
     assert store.place_in("dr-b", first.study_id) is None and store.place("dr-b") is None
+
+
+def test_cases_get_their_items_name_through_the_migration(db_url):
+    # Revision 0004 kept names on items alone; 0005 gives each case the name it showed.
+    with _at_revision(db_url, "0004") as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO studies (id, name, label_set, blinding, anonymise, model_set, created_at)"
+            " VALUES (7, 'pilot', 'IDC', 'blinded', false, 'idc', CURRENT_TIMESTAMP)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO items (hash, filename, width, height, kind, mpp, created_at) VALUES "
+            f"('{'b' * 64}', 'p.png', 50, 50, 'patch', NULL, CURRENT_TIMESTAMP)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO cases (id, study_id, item_hash, position, case_group, added_at) "
+            f"VALUES (3, 7, '{'b' * 64}', 0, 'g', CURRENT_TIMESTAMP)"
+        )
+    store = Store(db_url)
+    assert [c.item.filename for c in store.cases(7)] == ["p.png"]
+    with store.writing() as session:
+        assert session.get(Case, 3).filename == "p.png"
 
 
 def test_the_migrated_schema_is_the_declared_schema(db_url):

@@ -217,6 +217,27 @@ def test_accounts_sign_in_with_a_hashed_password_and_can_be_disabled(
     assert cli(["--db", url, "readers", "add", "reference:x", "--no-password"]) == 2
 
 
+def test_a_case_keeps_the_name_it_was_added_under_in_its_study(tmp_path: Path) -> None:
+    # The same bytes renamed for a second study must not show, or export, the first name
+    # (an IDC name carries the label).
+    store = Store(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    first = store.create_study("first", "IDC", "open", "idc")
+    second = store.create_study("renamed", "IDC", "blinded", "idc")
+    studies.add_images(store, first, [("10253_idx5_x1351_y1101_class1.png", png(7))], None, 50)
+    studies.add_images(store, second, [("case-007.png", png(7))], None, 50)
+    (case,) = store.cases(second.study_id)
+    assert case.item.filename == "case-007.png"
+    assert store.case(case.case_id).item.filename == "case-007.png"
+    assert store.cases(first.study_id)[0].item.filename.endswith("_class1.png")
+    archive = studyio.export_study(store, second)
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        assert "class1" not in z.read("study.json").decode()
+    target = Store(f"sqlite:///{tmp_path / 't.sqlite'}")
+    studies.add_images(target, studies.default_study(target), [("other.png", png(7))], None, 50)
+    restored = studyio.import_study(target, archive, None)
+    assert [c.item.filename for c in target.cases(restored.study_id)] == ["case-007.png"]
+
+
 def test_a_study_exports_and_imports_into_an_empty_database(
     db_url: str,  # noqa: F811
     tmp_path: Path,
