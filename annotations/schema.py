@@ -130,8 +130,9 @@ class Case(Base):
     case_group: Mapped[str] = mapped_column(String(FILENAME_LENGTH))
     # The name the image was added under in this study: the item keeps the first name it was
     # ever given, which may be another study's (a label-carrying name renamed for this one).
-    # Null only for cases of a database before revision 0005 that were not backfilled.
-    filename: Mapped[str | None] = mapped_column(String(FILENAME_LENGTH), nullable=True)
+    # Every case has one (migration 0005 backfills, add_case sets it); the column is nullable
+    # only because SQLite cannot make it NOT NULL without rebuilding a table others reference.
+    filename: Mapped[str] = mapped_column(String(FILENAME_LENGTH), nullable=True)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     added_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -565,13 +565,16 @@ class Store:
 
     def _region(self, review_id: int) -> tuple[bytes, str]:
         """The stored (mask PNG, GeoJSON text) of a review; KeyError if there is none."""
+        png, geojson = self._review_values(review_id, Review.mask_png, Review.geojson)
+        return png, geojson
+
+    def _review_values(self, review_id: int, *columns: Any) -> tuple[Any, ...]:
+        """Some columns of one review; KeyError if there is none."""
         with self._reading() as session:
-            row = session.execute(
-                select(Review.mask_png, Review.geojson).where(Review.id == int(review_id))
-            ).one_or_none()
+            row = session.execute(select(*columns).where(Review.id == int(review_id))).one_or_none()
         if row is None:
             raise KeyError(f"no review with id {review_id}")
-        return row[0], row[1]
+        return tuple(row)
 
     def get_mask(self, review_id: int) -> np.ndarray:
         """The region of a review as a bool (height, width) mask. KeyError if there is no such
@@ -586,13 +589,8 @@ class Store:
     def read_scale(self, review_id: int) -> tuple[str, float | None]:
         """How a review read its image: ('patch' or 'region', µm/px or None). KeyError if
         there is no such review."""
-        with self._reading() as session:
-            row = session.execute(
-                select(Review.kind, Review.mpp).where(Review.id == int(review_id))
-            ).one_or_none()
-        if row is None:
-            raise KeyError(f"no review with id {review_id}")
-        return str(row[0]), None if row[1] is None else float(row[1])
+        kind, mpp = self._review_values(review_id, Review.kind, Review.mpp)
+        return str(kind), None if mpp is None else float(mpp)
 
     def item_hashes(self) -> list[str]:
         """Hashes of every item with at least one stored review, sorted."""
@@ -794,7 +792,7 @@ class Store:
                 Case.removed_at,
                 Case.removed_by,
                 Item.hash,
-                func.coalesce(Case.filename, Item.filename).label("filename"),
+                Case.filename,
                 Item.width,
                 Item.height,
                 Item.kind,
@@ -1027,9 +1025,7 @@ def _case(case: Case, item: Item | None) -> CaseRecord:
     return CaseRecord(
         case_id=case.id,
         study_id=case.study_id,
-        item=ItemRecord(
-            item.hash, case.filename or item.filename, item.width, item.height, item.kind, item.mpp
-        ),
+        item=ItemRecord(item.hash, case.filename, item.width, item.height, item.kind, item.mpp),
         position=case.position,
         group=case.case_group,
         removed=case.removed_at is not None,

@@ -94,7 +94,7 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1208,13 +1208,11 @@ def run_name_race(server: AppServer, timeout_ms: int = 180_000) -> Outcome:
     return out
 
 
-async def _quick_reads(url: str, name: str, cases: int, timeout_ms: int) -> list[dict[str, Any]]:
-    """One reader who works by keyboard at full speed: on each case draws a rectangle, then
-    at once presses 2 and Ctrl+Enter, then J (U at the end of the list). Gives per case its
-    header and the save's answer."""
+@contextlib.asynccontextmanager
+async def _keyboard_reader(url: str, name: str, timeout_ms: int) -> AsyncIterator[Page]:
+    """A Chromium page signed in as ``name``, on the first unread case, closed afterwards."""
     from playwright.async_api import async_playwright
 
-    found: list[dict[str, Any]] = []
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
@@ -1222,30 +1220,44 @@ async def _quick_reads(url: str, name: str, cases: int, timeout_ms: int) -> list
         try:
             page = await _open_as(browser, url, name, timeout_ms)
             await page.get_by_role("button", name="Next unread case").click()
-            header = await _header(page)
-            await _settle(page)
-            rng = random.Random(1)
-            for _ in range(cases):
-                await _draw(page, rng)
-                await _blur(page)
-                await page.keyboard.press("2")
-                await page.keyboard.press("Control+Enter")
-                handle = await page.wait_for_function(_OUTCOME_JS, polling="raf")
-                found.append(
-                    {
-                        "case": header.index,
-                        "answer": str(await handle.json_value()).strip(),
-                        "viewer": await _viewer_holds(page),
-                    }
-                )
-                await _settle(page)
-                await _blur(page)
-                # J, or at the end of the list U (the first unread case from the top).
-                await page.keyboard.press("j" if header.index < header.total else "u")
-                header = await _header(page, header.index)
-                await _settle(page)
+            yield page
         finally:
             await browser.close()
+
+
+async def _next_case(page: Page, header: Header) -> Header:
+    """J to the next case, or at the end of the list U (the first unread from the top)."""
+    await _blur(page)
+    await page.keyboard.press("j" if header.index < header.total else "u")
+    header = await _header(page, header.index)
+    await _settle(page)
+    return header
+
+
+async def _quick_reads(url: str, name: str, cases: int, timeout_ms: int) -> list[dict[str, Any]]:
+    """One reader who works by keyboard at full speed: on each case draws a rectangle, then
+    at once presses 2 and Ctrl+Enter, then J (U at the end of the list). Gives per case its
+    header and the save's answer."""
+    found: list[dict[str, Any]] = []
+    async with _keyboard_reader(url, name, timeout_ms) as page:
+        header = await _header(page)
+        await _settle(page)
+        rng = random.Random(1)
+        for _ in range(cases):
+            await _draw(page, rng)
+            await _blur(page)
+            await page.keyboard.press("2")
+            await page.keyboard.press("Control+Enter")
+            handle = await page.wait_for_function(_OUTCOME_JS, polling="raf")
+            found.append(
+                {
+                    "case": header.index,
+                    "answer": str(await handle.json_value()).strip(),
+                    "viewer": await _viewer_holds(page),
+                }
+            )
+            await _settle(page)
+            header = await _next_case(page, header)
     return found
 
 
@@ -1293,39 +1305,26 @@ async def _double_saves(
     """One reader who presses Ctrl+Enter twice on each case's unaided read, ``gaps_ms`` apart
     (one case per gap): before the page turns to the aided read, or just after, with the maps
     not yet looked at. Gives per case its id, the gap and the page's answer once all settled."""
-    from playwright.async_api import async_playwright
-
     found: list[dict[str, Any]] = []
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page = await _open_as(browser, url, name, timeout_ms)
-            await page.get_by_role("button", name="Next unread case").click()
-            header = await _header(page)
+    async with _keyboard_reader(url, name, timeout_ms) as page:
+        header = await _header(page)
+        await _settle(page)
+        rng = random.Random(2)
+        for gap in gaps_ms:
+            case_id = _case_in(page.url)
+            await _draw(page, rng)
             await _settle(page)
-            rng = random.Random(2)
-            for gap in gaps_ms:
-                case_id = _case_in(page.url)
-                await _draw(page, rng)
-                await _settle(page)
-                await _blur(page)
-                await page.keyboard.press("2")
-                await _settle(page)
-                await page.keyboard.press("Control+Enter")
-                await page.wait_for_timeout(gap)
-                await page.keyboard.press("Control+Enter")
-                await _settle(page)
-                handle = await page.wait_for_function(_OUTCOME_JS, polling="raf")
-                answer = str(await handle.json_value()).strip()
-                found.append({"case": case_id, "gap_ms": gap, "answer": answer})
-                await _blur(page)
-                await page.keyboard.press("j" if header.index < header.total else "u")
-                header = await _header(page, header.index)
-                await _settle(page)
-        finally:
-            await browser.close()
+            await _blur(page)
+            await page.keyboard.press("2")
+            await _settle(page)
+            await page.keyboard.press("Control+Enter")
+            await page.wait_for_timeout(gap)
+            await page.keyboard.press("Control+Enter")
+            await _settle(page)
+            handle = await page.wait_for_function(_OUTCOME_JS, polling="raf")
+            answer = str(await handle.json_value()).strip()
+            found.append({"case": case_id, "gap_ms": gap, "answer": answer})
+            header = await _next_case(page, header)
     return found
 
 

@@ -68,10 +68,10 @@ def known_spelling(store: Store, name: str) -> str:
     ("alice" for "Alice" who has read before): one person stays one reader, whatever they
     type. An account's spelling first, then ``name`` itself if in use, then the first in use;
     a new name as it is."""
+    account = store.reader(name)  # found in any case
+    if account is not None:
+        return account.name
     folded = name.casefold()
-    accounts = sorted(r.name for r in store.readers() if r.name.casefold() == folded)
-    if accounts:
-        return accounts[0]
     same = [n for n in store.reader_names() if n.casefold() == folded]
     return name if name in same or not same else same[0]
 
@@ -83,7 +83,7 @@ def sign_in(store: Store, name: str, password: str) -> str:
         key = normalise_name(name)
     except IdentityError:
         raise IdentityError("that name and password do not match an account") from None
-    account = store.reader(known_spelling(store, key))
+    account = store.reader(key)
     refused = IdentityError("that name and password do not match an account")
     if account is None or account.password_hash is None:
         # Hash anyway, so an unknown name takes as long as a wrong password.

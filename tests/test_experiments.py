@@ -4,8 +4,11 @@ run by its exact name)."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "experiments.py"
 
@@ -35,3 +38,13 @@ def test_only_takes_a_run_by_its_name_or_a_folder_of_runs() -> None:
         "fold4/resnet18-lran",
     ]
     assert len([n for n in names if e.selected(n, None)]) == 15
+
+
+def test_an_only_entry_that_takes_no_run_is_refused(monkeypatch, capsys) -> None:
+    # A typo would otherwise drop its runs while the others train.
+    e = _experiments()
+    monkeypatch.setattr(sys, "argv", ["experiments.py", "cv", "--only", "fold3/resnet18, fold9"])
+    with pytest.raises(SystemExit) as info:
+        e.main()
+    assert info.value.code == 2
+    assert "--only fold9 takes no run of cv" in capsys.readouterr().err

@@ -436,16 +436,20 @@ def folders(tmp_path_factory):
     return root
 
 
-def _cli_error(capsys, main, argv) -> str:
-    """Runs a CLI that must refuse its input: exit status 2, one line ``error: ...`` on stderr."""
+def _cli_error(capsys, main, argv, usage: bool = False) -> str:
+    """Runs a CLI that must refuse its input: exit status 2, one line ``error: ...`` on stderr
+    (with ``usage``, argparse's usage lines first and ``<prog>: error: ...`` last)."""
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
+    if usage:
+        assert lines[0].startswith("usage: ") and ": error: " in lines[-1], err
+    else:
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[-1]
 
 
 def _evaluate(root: Path, model: str, data: str, *extra: str) -> list[str]:
@@ -535,13 +539,8 @@ def test_train_refuses_bad_input_in_one_line(capsys, folders, tmp_path):
 
 
 def _argparse_error(capsys, main, argv) -> str:
-    """Runs a CLI whose option argparse must refuse: status 2, the reason on the last line."""
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err.strip().splitlines()[-1]
+    """Runs a CLI whose option argparse must refuse: status 2, its usage, then the reason."""
+    return _cli_error(capsys, main, argv, usage=True)
 
 
 def test_option_values_that_cannot_work_are_refused_before_any_data_is_read(

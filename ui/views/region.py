@@ -17,7 +17,6 @@ from review.regions import RegionError, RegionResult
 from review.scoring import configured_tolerance
 from ui import cache, server, state, widgets
 from ui.views import read
-from ui.views.read import score_table
 
 
 def region_choice(
@@ -172,7 +171,7 @@ def reference_scores(
     every model has), and the button that stores them."""
     st.subheader("Agreement with the reference")
     record = _reference_review(item, reference, model_set, result, importer, *where)
-    table = score_table([s.__dict__ for s in record.scores], titles, common_only)
+    table = read.score_table([s.__dict__ for s in record.scores], titles, common_only)
     st.dataframe(table, hide_index=True, key="reference_scores")
     key = (item.item_hash, reference.data_hash, model_set.name, result.mpp, result.cam_class, where)
     saved_references: dict[Any, dict[str, int]] = state.bucket("saved_references")
