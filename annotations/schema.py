@@ -151,6 +151,18 @@ class Draft(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class Unblinding(Base):
+    """A reader who was shown others' reads of a case before their own unaided read of it (an
+    admin's choice on Compare or History, ``at``): their blinding for the case has ended, so
+    an unaided read of it by them would not be blinded and is not taken."""
+
+    __tablename__ = "unblindings"
+
+    reader: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Place(Base):
     """Where a reader last was in a study: its case, to return to after a reload or another
     study; the latest row is the study they were in last."""

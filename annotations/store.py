@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +74,7 @@ from annotations.schema import (
     Review,
     Score,
     Study,
+    Unblinding,
     insert,
 )
 from annotations.scores import SCORE_NAMES
@@ -879,6 +880,32 @@ class Store:
         with self._reading() as session:
             found = session.get(Draft, (reader, int(case_id)))
             return None if found is None else dict(json.loads(found.content))
+
+    def end_blinding(
+        self, reader: str, case_ids: Iterable[int], at: datetime | None = None
+    ) -> None:
+        """Records that ``reader`` was shown others' reads of these cases, ``at`` (default now);
+        a case's first record is kept."""
+        when = at or datetime.now(UTC)
+        rows = [{"reader": reader, "case_id": int(c), "at": when} for c in case_ids]
+        if not rows:
+            return
+        with self.writing() as session:
+            session.execute(insert(session, Unblinding).values(rows).on_conflict_do_nothing())
+
+    def blinding_ended(self, study_id: int) -> dict[str, dict[int, datetime]]:
+        """Whose blinding ended for which cases of a study: reader -> case id -> when."""
+        query = (
+            select(Unblinding.reader, Unblinding.case_id, Unblinding.at)
+            .join(Case, Case.id == Unblinding.case_id)
+            .where(Case.study_id == int(study_id))
+            .order_by(Unblinding.at, Unblinding.case_id)
+        )
+        out: dict[str, dict[int, datetime]] = {}
+        with self._reading() as session:
+            for reader, case_id, at in session.execute(query).all():
+                out.setdefault(reader, {})[int(case_id)] = _utc(at)
+        return out
 
     def set_place(self, reader: str, study_id: int, case_id: int | None) -> None:
         """Remembers where a reader is: their case in a study (one place per study)."""

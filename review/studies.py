@@ -198,6 +198,8 @@ def add_patient_mosaic(
 # The worklist
 
 UNREAD, UNAIDED, AIDED = "unread", "unaided read saved", "aided read saved"
+# A case whose others' reads the reader chose to see before reading it (end_blinding).
+ENDED = "blinding ended, not yours to read"
 # What a reader sees of a case's group and file name before their blinded first read.
 HIDDEN_GROUP, HIDDEN_FILE = "—", "name shown after your unaided read"
 
@@ -205,7 +207,8 @@ HIDDEN_GROUP, HIDDEN_FILE = "—", "name shown after your unaided read"
 @dataclass(frozen=True)
 class WorkItem:
     """A case in a reader's worklist with its status for that reader (UNREAD, UNAIDED,
-    AIDED; in an open study a saved read counts as AIDED) and the ids of their latest reads."""
+    AIDED, ENDED; in an open study a saved read counts as AIDED) and the ids of their latest
+    reads."""
 
     case: CaseRecord
     status: str
@@ -223,11 +226,18 @@ class Worklist:
     @property
     def done(self) -> int:
         """Cases this reader has finished (blinded: an unaided read saved; open: a read)."""
-        return sum(w.status != UNREAD for w in self.items)
+        return sum(w.status in (UNAIDED, AIDED) for w in self.items)
+
+    @property
+    def to_read(self) -> int:
+        """Cases this reader may read: all but those whose blinding ended before a read."""
+        return sum(w.status != ENDED for w in self.items)
 
     def progress(self) -> str:
-        """'n of N done'."""
-        return f"{self.done} of {len(self.items)} done"
+        """'n of N done', N leaving out the cases this reader may not read."""
+        ended = len(self.items) - self.to_read
+        closed = f" ({ended} closed: blinding ended)" if ended else ""
+        return f"{self.done} of {self.to_read} done{closed}"
 
     def index_of(self, case_id: int | None) -> int:
         """The position of a case in the list (0 when it is not in it)."""
@@ -259,38 +269,71 @@ class Worklist:
 def worklist(store: Store, study: StudyRecord, reader: str) -> Worklist:
     """The study's cases (not removed) for ``reader``, with their status."""
     reads = store.read_status(study.study_id, reader) if reader else {}
+    ended = store.blinding_ended(study.study_id).get(reader, {}) if study.blinded else {}
     items = []
     for case in store.cases(study.study_id):
         kinds = reads.get(case.case_id, {})
         aided = kinds.get("aided") or kinds.get("open")
         unaided = kinds.get("unaided")
-        status = AIDED if aided else UNAIDED if unaided else UNREAD
+        status = (
+            AIDED if aided else UNAIDED if unaided else ENDED if case.case_id in ended else UNREAD
+        )
         items.append(WorkItem(case, status, unaided, aided))
     return Worklist(study, items)
 
 
 def maps_visible(study: StudyRecord, item: WorkItem) -> bool:
     """Whether a reader may see model output for a case: always in an open study; in a blinded
-    one only once their unaided read is saved."""
-    return not study.blinded or item.unaided_id is not None
+    one once their unaided read is saved, or once their blinding for it has ended."""
+    return not study.blinded or item.unaided_id is not None or item.status == ENDED
 
 
-def not_yet_read(study: StudyRecord, reads: pd.DataFrame, reader: str) -> pd.Series:
+def ended_items(store: Store, study: StudyRecord, reader: str) -> set[str]:
+    """The item hashes of the study's cases whose blinding ended for ``reader``."""
+    if not study.blinded or not reader:
+        return set()
+    ended = store.blinding_ended(study.study_id).get(reader, {})
+    return {
+        c.item.item_hash for c in store.cases(study.study_id, removed=True) if c.case_id in ended
+    }
+
+
+def end_blinding(store: Store, study: StudyRecord, reader: str, reads: pd.DataFrame) -> int:
+    """Records that ``reader`` is being shown every row of a study's reads frame that
+    :func:`not_yet_read` withholds from them; from now on those rows are shown. The cases
+    among them that they have not read unaided are closed to them (ENDED): an unaided read
+    made now would not be blinded. Gives how many cases were closed."""
+    hidden = set(
+        reads["item_hash"][not_yet_read(study, reads, reader, ended_items(store, study, reader))]
+    )
+    if not hidden:
+        return 0
+    status = store.read_status(study.study_id, reader)
+    cases = [c for c in store.cases(study.study_id, removed=True) if c.item.item_hash in hidden]
+    store.end_blinding(reader, [c.case_id for c in cases])
+    return sum("unaided" not in status.get(c.case_id, {}) for c in cases)
+
+
+def not_yet_read(
+    study: StudyRecord, reads: pd.DataFrame, reader: str, ended: Iterable[str] = ()
+) -> pd.Series:
     """Per row of a study's reads frame (``Store.reviews_frame``): whether it is withheld from
     ``reader`` in a blinded study (never in an open one). Another reader's read of an image
     that ``reader`` has not read unaided yet: its reads, name and the models' verdicts wait
     for the reader's own unaided read, as on the Review page. In an anonymised study, every
     read of an image ``reader`` has not read aided yet, their own too: Compare and History
-    name the models, which would tell the letters of the aided read apart."""
+    name the models, which would tell the letters of the aided read apart. Nothing is withheld
+    of the images in ``ended`` (item hashes, :func:`ended_items`)."""
     if not study.blinded:
         return pd.Series(False, index=reads.index)
     own = reads["reader"] == reader
+    shown = reads["item_hash"].isin(set(ended))
     if study.anonymise:
         aided = reads["item_hash"][own & (reads["read_kind"] == "aided")]
-        return ~reads["item_hash"].isin(set(aided))
+        return ~shown & ~reads["item_hash"].isin(set(aided))
     unaided = reads["item_hash"][own & (reads["read_kind"] == "unaided")]
     # The reader's own reads always show; others' only once the reader's unaided read is in.
-    return ~own & ~reads["item_hash"].isin(set(unaided))
+    return ~shown & ~own & ~reads["item_hash"].isin(set(unaided))
 
 
 def anonymised(
@@ -310,6 +353,7 @@ __all__ = [
     "AIDED",
     "DEFAULT_MODEL_SET",
     "DEFAULT_STUDY",
+    "ENDED",
     "EVERYTHING",
     "IMAGE",
     "LABEL_SETS",
@@ -328,6 +372,8 @@ __all__ = [
     "anonymised",
     "case_group",
     "default_study",
+    "end_blinding",
+    "ended_items",
     "files_in",
     "label_set",
     "maps_visible",

@@ -7,8 +7,9 @@ The zip holds:
   as a column ``<model>/<map>/<score>``, plus the class each CAM was scored for as
   ``<model>/<map>/cam_class``); text cells that a spreadsheet would run as a formula are quoted;
 - ``regions/read-<id>.geojson``: each read's region in the image's pixels (QuPath imports them);
-- ``study.json``: the study, its cases and its reads with predictions and scores, everything an
-  import needs;
+- ``study.json``: the study, its cases, its reads with predictions and scores, and whose
+  blinding ended for which cases (``unblindings``; an export without it had none recorded):
+  everything an import needs;
 - ``images/<sha256>``: every case's image as it was added; a case whose image was never kept
   (a first-release review's, in the study "Reviews before studies") has none, and says so in
   study.json (``"image_kept": false``; an export without the field had every image).
@@ -36,8 +37,10 @@ from annotations.records import (
     ScoreRecord,
     StudyRecord,
     check_item,
+    check_text,
     validate,
 )
+from annotations.schema import NAME_LENGTH
 from annotations.scores import SCORE_NAMES
 from annotations.store import FIRST_RELEASE_STUDY, Store
 from review.exports import csv_text
@@ -227,6 +230,11 @@ def export_study(store: Store, study: StudyRecord) -> bytes:
                         for c in cases
                     ],
                     "reads": records,
+                    "unblindings": [
+                        {"reader": reader, "case_id": case_id, "at": _iso(at)}
+                        for reader, ended in store.blinding_ended(study.study_id).items()
+                        for case_id, at in ended.items()
+                    ],
                 },
                 indent=1,
             ),
@@ -332,6 +340,7 @@ class _Plan:
     study: dict[str, Any]
     cases: list[_Case]
     reads: list[_Read]
+    unblindings: list[tuple[str, int, datetime | None]]
 
 
 def _study_fields(info: dict[str, Any]) -> dict[str, Any]:
@@ -440,6 +449,7 @@ def _checked(archive: zipfile.ZipFile, content: dict[str, Any]) -> _Plan:
         raw_study = _field(content, "study", dict)
         raw_cases = _field(content, "cases", list)
         raw_reads = _field(content, "reads", list)
+        raw_unblindings = _field(content, "unblindings", list, default=[])
     with _malformed("study"):
         study = _study_fields(raw_study)
     cases = []
@@ -447,14 +457,25 @@ def _checked(archive: zipfile.ZipFile, content: dict[str, Any]) -> _Plan:
         with _malformed(_where("case", raw, "case_id", index)):
             cases.append((_field(raw, "position", int), index, _case(raw, present)))
     items = {case.item.item_hash: case.item for _, _, case in cases}
+    case_ids = {case.case_id for _, _, case in cases}
     reads = []
     for index, raw in enumerate(raw_reads):
         with _malformed(_where("read", raw, "read_id", index)):
             reads.append(_read(raw, items))
+    unblindings = []
+    for index, raw in enumerate(raw_unblindings):
+        with _malformed(f"unblinding {index + 1}"):
+            case_id = _field(raw, "case_id", int)
+            if case_id not in case_ids:
+                raise ValueError(f"case {case_id} is not one of the study's cases")
+            reader = _field(raw, "reader", str)
+            check_text(reader, "reader", NAME_LENGTH)
+            unblindings.append((reader, case_id, _time(raw, "at")))
     return _Plan(
         study=study,
         cases=[case for _, _, case in sorted(cases, key=lambda c: (c[0], c[1]))],
         reads=sorted(reads, key=lambda r: r.read_id),
+        unblindings=unblindings,
     )
 
 
@@ -464,10 +485,11 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
     with their images (a case whose image was never kept, a first-release review's, comes back
     without it), when and by whom each was added and removed; its reads with their times,
     regions, predictions, scores and links (an aided read to its unaided read, a read to its
-    case). Not kept: the ids (new ones are given) and the reads' versions: a version counts a
-    reader's reads of an image across a whole database, so each read gets the next version of
-    its reader's reads of the image in ``store`` (the same as in the export where neither
-    database holds other reads of the image by that reader; reads.csv keeps the exported ones).
+    case); whose blinding ended for which cases, and when. Not kept: the ids (new ones are
+    given) and the reads' versions: a version counts a reader's reads of an image across a
+    whole database, so each read gets the next version of its reader's reads of the image in
+    ``store`` (the same as in the export where neither database holds other reads of the
+    image by that reader; reads.csv keeps the exported ones).
 
     Raises ValueError, before writing anything, for a file that is not an export, a malformed
     study.json, an image that the export says it has but lacks, or a malformed region; and for
@@ -526,6 +548,8 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
                 parent_id=None if read.parent_id is None else read_ids.get(read.parent_id),
             )
             read_ids[read.read_id] = store.save_review(record).review_id
+        for reader, case_id, at in plan.unblindings:
+            store.end_blinding(reader, [case_ids[case_id]], at)
     return study
 
 

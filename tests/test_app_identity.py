@@ -86,7 +86,7 @@ def test_readers_see_their_own_reads_and_admins_everyones(accounts: str) -> None
     # The admin has not read the case of this blinded study: asked, they see every read.
     assert not boss.dataframe
     study = int(boss.selectbox(key="study_choice").value)
-    boss.toggle(key=f"f_unread-{study}-boss").set_value(True).run()
+    boss.button(key=f"f_unread-{study}-boss").click().run()
     table = next(d.value for d in boss.dataframe if "review_id" in d.value.columns)
     assert sorted(table["reader"]) == ["dr-a", "dr-b"]
 

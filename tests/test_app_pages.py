@@ -934,24 +934,42 @@ def test_compare_and_history_withhold_cases_a_reader_has_not_read_yet(env: str) 
         assert hidden == ("class1" not in shown) == (not at.dataframe), (reader, page, shown)
         return hidden
 
-    for page, toggle in ((COMPARE, "c_unread"), (HISTORY, "f_unread")):
-        at.text_input(key="reader").input("dr-b").run()
-        at.switch_page(page).run()
-        assert not at.exception and withheld("dr-b", page) and not at.get("image")
-        # Asked for, they are shown: the admin ends their own blinding for the case...
-        at.toggle(key=f"{toggle}-{study}-dr-b").set_value(True).run()
-        assert not withheld("dr-b", page)
-        # ... and only theirs: the next reader in this browser is blinded again.
-        at.text_input(key="reader").input("dr-c").run()
-        assert withheld("dr-c", page)
-    # Once dr-b has read it, the case is theirs to compare.
+    for page in (COMPARE, HISTORY):
+        for reader in ("dr-b", "dr-c"):
+            at.text_input(key="reader").input(reader).run()
+            at.switch_page(page).run()
+            assert not at.exception and withheld(reader, page) and not at.get("image")
+    # Asked for, they are shown: the admin ends their own blinding for the case, for good...
+    at.text_input(key="reader").input("dr-b").run()
+    at.switch_page(COMPARE).run()
+    at.button(key=f"c_unread-{study}-dr-b").click().run()
+    assert not withheld("dr-b", COMPARE)
+    store = Store(env)
+    case_id = store.cases(study)[0].case_id
+    assert set(store.blinding_ended(study)) == {"dr-b"}
+    assert set(store.blinding_ended(study)["dr-b"]) == {case_id}
+    at.switch_page(HISTORY).run()
+    assert not withheld("dr-b", HISTORY)
+    assert any("You chose to see others' reads of 1 case" in c for c in texts(at.caption))
+    # ... and only theirs: the next reader in this browser is blinded still.
+    at.text_input(key="reader").input("dr-c").run()
+    assert withheld("dr-c", HISTORY) and "dr-c" not in store.blinding_ended(study)
+    # dr-b can no longer read the case: an unaided read now would not be blinded.
     at.text_input(key="reader").input("dr-b").run()
     at.switch_page(REVIEW).run()
+    assert any("would not be blinded" in w for w in texts(at.warning))
+    assert not any(b.key.startswith("save-") for b in at.button if b.key)
+    assert any("0 of 0 done (1 closed: blinding ended)" in m for m in texts(at.markdown))
+    assert list(store.reviews_frame()["reader"]) == ["dr-a"]
+    # dr-c reads it unaided as before, and it is theirs to compare.
+    at.text_input(key="reader").input("dr-c").run()
     draw_and_label(at, "unaided", rect(0, 0, 50, 50), "IDC-negative")
     at = save(at, "unaided")
     at.switch_page(COMPARE).run()
     assert not any("not read yet" in c for c in texts(at.caption))
     assert any(m.startswith(f"**{name}**") for m in texts(at.markdown))
+    stored = store.reviews_frame()
+    assert sorted(stored["reader"]) == ["dr-a", "dr-c"] and stored["blinded"].all()
 
 
 def test_history_filters_and_exports(env: str) -> None:

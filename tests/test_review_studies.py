@@ -238,6 +238,35 @@ def test_a_case_keeps_the_name_it_was_added_under_in_its_study(tmp_path: Path) -
     assert [c.item.filename for c in target.cases(restored.study_id)] == ["case-007.png"]
 
 
+def test_an_admin_who_sees_others_reads_first_cannot_read_those_cases(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    study, cases = filled(store)
+    reads = store.reviews_frame(study_id=study.study_id)
+    # dr-b has read nothing: every read of the two cases is withheld from them...
+    assert studies.not_yet_read(study, reads, "dr-b").all()
+    # ... until they choose to see them: both cases are then closed to them.
+    assert studies.end_blinding(store, study, "dr-b", reads) == 2
+    ended = store.blinding_ended(study.study_id)
+    assert set(ended) == {"dr-b"} and set(ended["dr-b"]) == {c.case_id for c in cases[:2]}
+    assert studies.ended_items(store, study, "dr-b") == {c.item.item_hash for c in cases[:2]}
+    assert not studies.not_yet_read(
+        study, reads, "dr-b", studies.ended_items(store, study, "dr-b")
+    ).any()
+    listed = studies.worklist(store, study, "dr-b")
+    assert [w.status for w in listed.items] == [studies.ENDED] * 2
+    assert listed.progress() == "0 of 0 done (2 closed: blinding ended)"
+    assert listed.next_unread() is None
+    assert all(studies.maps_visible(study, w) for w in listed.items)
+    assert listed.names(0) == (cases[0].group, cases[0].item.filename)
+    # Asking again records nothing new: the first time is kept.
+    first = ended["dr-b"][cases[0].case_id]
+    assert studies.end_blinding(store, study, "dr-b", reads) == 0
+    assert store.blinding_ended(study.study_id)["dr-b"][cases[0].case_id] == first
+    # dr-a read both unaided: nothing of theirs is closed, and their worklist is unchanged.
+    assert studies.worklist(store, study, "dr-a").progress() == "2 of 2 done"
+    assert "dr-a" not in store.blinding_ended(study.study_id)
+
+
 def test_a_study_exports_and_imports_into_an_empty_database(
     db_url: str,  # noqa: F811
     tmp_path: Path,
@@ -245,6 +274,7 @@ def test_a_study_exports_and_imports_into_an_empty_database(
 ) -> None:
     source = Store(f"sqlite:///{tmp_path / 'source.sqlite'}")
     study, cases = filled(source)
+    studies.end_blinding(source, study, "dr-b", source.reviews_frame(study_id=study.study_id))
     data = studyio.export_study(source, study)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = set(archive.namelist())
@@ -271,6 +301,12 @@ def test_a_study_exports_and_imports_into_an_empty_database(
         c.item.item_hash for c in cases[:2]
     ]
     assert target.image_bytes(cases[0].item.item_hash) == png(1)
+    # Whose blinding ended, for which cases and when, comes along.
+    moved = {c.item.item_hash: c.case_id for c in target.cases(restored.study_id)}
+    when = source.blinding_ended(study.study_id)["dr-b"]
+    assert target.blinding_ended(restored.study_id) == {
+        "dr-b": {moved[c.item.item_hash]: when[c.case_id] for c in cases[:2]}
+    }
     before = source.reviews_frame(study_id=study.study_id)
     after = target.reviews_frame(study_id=restored.study_id)
     for column in (
@@ -482,6 +518,14 @@ def test_a_study_of_first_release_reviews_moves_without_the_images_never_kept(
         (lambda c: c["reads"][0].update(reader=" "), "read 1: reader must be a non-empty string"),
         (lambda c: c["cases"][1].update(position="2"), "case 2: 'position' is str, not int"),
         (lambda c: c["study"].pop("blinding"), "study: no field 'blinding'"),
+        (
+            lambda c: c.update(unblindings=[{"reader": "dr-b", "case_id": 99, "at": None}]),
+            "unblinding 1: case 99 is not one of the study's cases",
+        ),
+        (
+            lambda c: c.update(unblindings=[{"reader": "", "case_id": 1, "at": "2026-11-28"}]),
+            "unblinding 1: reader must be a non-empty string",
+        ),
     ],
 )
 def test_a_malformed_study_json_is_refused_in_one_line_before_writing(

@@ -269,7 +269,7 @@ def main() -> None:
         verb = "are" if n != 1 else "is"
         st.caption(f"{n} read{'s' if n != 1 else ''} of removed cases {verb} left out.")
         reads = reads[~removed]
-    reads = blinding.reads_shown(study, reads, person, "c_unread")
+    reads = blinding.reads_shown(store, study, reads, person, "c_unread")
     if reads.empty:
         return
     chosen, score, map_name = filters(study, reads, person)

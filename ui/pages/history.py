@@ -136,7 +136,7 @@ def main() -> None:
     if reviews.empty:
         st.info(f"No reads saved in {widgets.plain(study.name)} yet: save some on the Review page.")
         return
-    reviews = blinding.reads_shown(study, reviews, person, "f_unread")
+    reviews = blinding.reads_shown(store, study, reviews, person, "f_unread")
     if reviews.empty:
         return
     shown = filtered(reviews)

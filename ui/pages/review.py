@@ -9,6 +9,8 @@ region, mapped at the µm/px the reader gives (prefilled from TIFF tags).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import streamlit as st
 
@@ -21,6 +23,7 @@ from review.records import Read, patch_record, region_record
 from review.regions import RegionError
 from review.scoring import configured_tolerance
 from review.studies import (
+    ENDED,
     EVERYTHING,
     IMAGE,
     MAPS,
@@ -135,9 +138,11 @@ def context(list_: Worklist, work: WorkItem, item: ImageItem) -> None:
 
 def read_kind(study: StudyRecord, work: WorkItem) -> str:
     """Which read the reader makes now: 'open' in an open study; 'unaided' until it is saved
-    in a blinded one, then 'aided'."""
+    in a blinded one, then 'aided'; 'closed' (none) when their blinding ended before it."""
     if not study.blinded:
         return "open"
+    if work.status == ENDED:
+        return "closed"
     return "aided" if work.unaided_id is not None else "unaided"
 
 
@@ -304,7 +309,15 @@ def main() -> None:
                 "Your unaided read is saved and locked; the maps are revealed. You may "
                 "save an aided read, linked to it."
             )
-        if model_set is not None:
+        elif kind == "closed":
+            when = ended_at(study, work, reader)
+            st.warning(
+                "You chose to see others' reads of this case before reading it"
+                + (f" ({when:%d %b %Y %H:%M} UTC)" if when else "")
+                + ", on Compare or History. A read of it by you would not be blinded, so "
+                "none can be saved in this study."
+            )
+        if model_set is not None and kind != "closed":
             read.form(
                 case,
                 save=lambda: read.save_read(
@@ -365,6 +378,15 @@ def _unaided_scale(work: WorkItem, kind: str) -> tuple[bool, float | None] | Non
     except (StoreError, KeyError):
         return None
     return how == "region", mpp
+
+
+def ended_at(study: StudyRecord, work: WorkItem, reader: str) -> datetime | None:
+    """When ``reader``'s blinding for the case ended (None when it cannot be read)."""
+    try:
+        ended = cache.store(cache.database_url()).blinding_ended(study.study_id)
+    except StoreError:
+        return None
+    return ended.get(reader, {}).get(work.case.case_id)
 
 
 def _saved_region(work: WorkItem) -> np.ndarray | None:

@@ -259,7 +259,7 @@ def main() -> None:
             )
         else:
             left, right = st.columns([3, 1], vertical_alignment="center")
-            left.progress(list_.done / len(list_.items), text=f"**{list_.progress()}**")
+            left.progress(list_.done / max(list_.to_read, 1), text=f"**{list_.progress()}**")
             following = list_.next_unread(list_.index_of(state.case_id(person.name)) - 1)
             right.button(
                 "Next unread case" if following is not None else "Every case is read",

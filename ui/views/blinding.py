@@ -8,29 +8,55 @@ import pandas as pd
 import streamlit as st
 
 from annotations.records import StudyRecord
-from review.studies import not_yet_read
+from annotations.store import Store, StoreError
+from review.studies import end_blinding, ended_items, not_yet_read
+from ui import server, widgets
 from ui.auth import Person
 
 
-def reads_shown(study: StudyRecord, reads: pd.DataFrame, person: Person, key: str) -> pd.DataFrame:
+def reads_shown(
+    store: Store, study: StudyRecord, reads: pd.DataFrame, person: Person, key: str
+) -> pd.DataFrame:
     """The rows of a study's reads frame that ``person`` may see: in a blinded study, those of
-    cases they have read (their own reads always). An admin may show the rest (a toggle under
-    ``key``), which ends their own blinding for those cases; the page says how many reads are
-    left out."""
-    hidden = not_yet_read(study, reads, person.name)
+    cases they have read (their own reads always) or whose blinding they ended. An admin may
+    show the rest (a button under ``key``); that is recorded, and the cases among them they
+    have not read unaided are closed to them on Review. The page says how many reads are left
+    out."""
+    try:
+        ended = ended_items(store, study, person.name)
+    except StoreError as err:
+        st.error(f"The review database cannot be read: {widgets.plain(server.reader_message(err))}")
+        return reads.iloc[:0]
+    hidden = not_yet_read(study, reads, person.name, ended)
+    if ended:
+        n = len(ended)
+        st.caption(
+            f"You chose to see others' reads of {n} case{'s' if n != 1 else ''} of this study "
+            "before reading them: those you had not read unaided are closed to you on Review."
+        )
     if not hidden.any():
         return reads
     cases = reads.loc[hidden, "item_hash"].nunique()
-    if person.admin and st.toggle(
+    if person.admin and st.button(
         f"Show the {cases} case{'s' if cases != 1 else ''} you have not read yet",
-        value=False,
-        # Per reader and study: the next reader in this browser, or another study, starts
-        # blinded again.
+        # Per reader and study: a click in one study does not carry to another.
         key=f"{key}-{study.study_id}-{person.name}",
         help="Blinded study: others' reads, the file names and the models' verdicts on a case "
         "are hidden from you until your own unaided read of it (in an anonymised study, "
-        "until your aided read). Showing them ends your blinding for those cases.",
+        "until your aided read). Showing them ends your blinding for those cases, for good: "
+        "the ones you have not read unaided can no longer be read by you, as such a read "
+        "would not be blinded.",
     ):
+        try:
+            end_blinding(store, study, person.name, reads)
+        except StoreError as err:
+            # Shown only once the record says so: an unrecorded look would leave later unaided
+            # reads stored as blinded.
+            st.error(
+                "Your choice could not be recorded, so the reads stay hidden: "
+                f"{widgets.plain(server.reader_message(err))}"
+            )
+            return reads[~hidden]
         return reads
     st.caption(
         f"{int(hidden.sum())} read{'s' if hidden.sum() != 1 else ''} of {cases} "
@@ -40,6 +66,12 @@ def reads_shown(study: StudyRecord, reads: pd.DataFrame, person: Person, key: st
             "(anonymised study: until your aided read, which names no model)."
             if study.anonymise
             else "(blinded study)."
+        )
+        + (
+            " Showing them ends your blinding for them, for good: you could no longer read "
+            "the ones you have not read unaided."
+            if person.admin
+            else ""
         )
     )
     return reads[~hidden]
