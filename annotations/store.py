@@ -318,6 +318,12 @@ class Store:
                 raise ValueError(
                     "the unaided read of this case is saved and locked; save an aided read"
                 )
+            # Checked here, not only by the page: another tab may still show the case unread.
+            if session.get(Unblinding, (rec.reader, rec.case_id)) is not None:
+                raise ValueError(
+                    "your blinding for this case ended (you chose to see others' reads of it): "
+                    "an unaided read of it would not be blinded"
+                )
         if rec.parent_id is not None:
             parent = session.get(Review, rec.parent_id)
             if parent is None or (parent.reader, parent.item_hash) != (rec.reader, rec.item_hash):

@@ -258,6 +258,30 @@ def test_an_admin_who_sees_others_reads_first_cannot_read_those_cases(tmp_path: 
     assert listed.next_unread() is None
     assert all(studies.maps_visible(study, w) for w in listed.items)
     assert listed.names(0) == (cases[0].group, cases[0].item.filename)
+    # The store refuses their unaided read too (a tab that still shows the case as unread).
+    empty = np.zeros((50, 50), bool)
+    with pytest.raises(ValueError, match="would not be blinded"):
+        store.save_review(
+            ReviewRecord(
+                item_hash=cases[1].item.item_hash,
+                filename=cases[1].item.filename,
+                width=50,
+                height=50,
+                kind="patch",
+                reader="dr-b",
+                model_set="idc",
+                label="normal",
+                mask=empty,
+                geojson=mask_to_geojson(empty),
+                study_id=study.study_id,
+                case_id=cases[1].case_id,
+                read_kind="unaided",
+                blinded=True,
+                visible=["image"],
+                no_region=True,
+            )
+        )
+    assert "dr-b" not in set(store.reviews_frame()["reader"])
     # Asking again records nothing new: the first time is kept.
     first = ended["dr-b"][cases[0].case_id]
     assert studies.end_blinding(store, study, "dr-b", reads) == 0
