@@ -12,7 +12,9 @@ from test_app_pages import (
     HISTORY,
     REVIEW,
     add,
+    choose_study,
     draw_and_label,
+    open_study,
     patch,
     png,
     rect,
@@ -21,6 +23,7 @@ from test_app_pages import (
     start,
     texts,
 )
+from test_app_region import MPP, SIDE, bach_mask, set_reference, tiff
 
 from annotations.store import Store
 from review import identity
@@ -89,6 +92,26 @@ def test_readers_see_their_own_reads_and_admins_everyones(accounts: str) -> None
     boss.button(key=f"f_unread-{study}-boss").click().run()
     table = next(d.value for d in boss.dataframe if "review_id" in d.value.columns)
     assert sorted(table["reader"]) == ["dr-a", "dr-b"]
+
+
+def test_only_an_admin_stores_a_references_scores(accounts: str) -> None:
+    # Stored, a reference is what Compare measures every reader against: a reader who imports
+    # a file of the same name sees its scores but cannot replace the study's reference.
+    study = open_study(accounts)
+    boss = add(choose_study(sign_in("boss"), study), [("r.tif", tiff(patch(25, SIDE, SIDE), MPP))])
+    digest = Store(accounts).cases(study)[0].item.item_hash
+    pages = []
+    for name in ("dr-a", "boss"):
+        at = choose_study(sign_in(name), study)
+        at.switch_page(REVIEW).run()
+        pages.append(set_reference(at, digest, "A_mask.png", png(bach_mask())))
+    reader, boss = pages
+    assert not reader.exception and any("an admin stores" in c for c in texts(reader.caption))
+    assert not [b for b in reader.button if b.key == "save_reference"]
+    assert any("map" in d.value.columns for d in reader.dataframe)  # the scores, shown
+    boss.button(key="save_reference").click().run()
+    (row,) = Store(accounts).reviews_frame().itertuples()
+    assert row.reader == "reference:A_mask.png" and row.imported_by == "boss"
 
 
 def test_a_disabled_account_cannot_sign_in(accounts: str) -> None:

@@ -345,6 +345,7 @@ def main() -> None:
                     (study.study_id, work.case.case_id),
                     titles,
                     common_only=study.anonymise,
+                    may_store=person.admin,
                 )
         context(list_, work, item)
     with left:

@@ -166,9 +166,11 @@ def reference_scores(
     where: tuple[int, int],
     titles: dict[str, str],
     common_only: bool = False,
+    may_store: bool = True,
 ) -> None:
     """Every model's maps scored against the reference (with ``common_only``, only the maps
-    every model has), and the button that stores them."""
+    every model has), and the button that stores them where ``may_store`` (an admin): stored,
+    they are the study's reference for the image on Compare, for every reader."""
     st.subheader("Agreement with the reference")
     record = _reference_review(item, reference, model_set, result, importer, *where)
     table = read.score_table([s.__dict__ for s in record.scores], titles, common_only)
@@ -176,6 +178,12 @@ def reference_scores(
     key = (item.item_hash, reference.data_hash, model_set.name, result.mpp, result.cam_class, where)
     saved_references: dict[Any, dict[str, int]] = state.bucket("saved_references")
     done = saved_references.get(key)
+    if done is None and not may_store:
+        st.caption(
+            "Scores against your file, not stored: an admin stores a reference's scores, as "
+            "Compare measures every reader's reads against them."
+        )
+        return
     # In a placeholder, so that the button is gone as soon as the scores are stored.
     slot = st.empty()
     if done is None and slot.button(
