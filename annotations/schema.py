@@ -183,9 +183,10 @@ class Review(Base):
     imported reference annotation (reader ``reference:<file>``), stored by ``imported_by``.
     ``kind``: how the image was read ('patch': classified whole; 'region': mapped window by
     window). Reader studies: ``study_id`` and ``case_id``; ``read_kind`` (READ_KINDS);
-    ``blinded`` and ``visible`` (what the reader could see: a list of 'image', 'predictions',
-    'maps', 'model names'); ``confidence`` 1-5; ``no_region`` (the reader said so explicitly; scores
-    are then None); ``parent_id`` (an aided read's unaided read); ``anonymised`` (the letters
+    ``blinded`` and ``visible`` (what the reader could see: a list of 'image', 'file name',
+    'predictions', 'maps', 'model names'; reads saved before 'file name' was listed do not
+    say it); ``confidence`` 1-5; ``no_region`` (the reader said so explicitly; scores are then
+    None); ``parent_id`` (an aided read's unaided read); ``anonymised`` (the letters
     the maps were shown under: letter -> model); ``best_map`` (the letter or model the reader
     rated as matching their region best); ``label_set``.
     """

@@ -15,6 +15,7 @@ from review.items import ImageItem, Reference
 from review.patches import PatchMaps, patch_predictions
 from review.regions import RegionResult
 from review.scoring import DEFAULT_TOLERANCE_UM, score_maps
+from review.studies import EVERYTHING
 
 # The colour of readers' regions in the app, carried in exported GeoJSON so that QuPath shows
 # them alike; references are white, as outlined in the app.
@@ -226,5 +227,5 @@ def reference_record(
         imported_by=importer,
         study_id=study_id,
         case_id=case_id,
-        visible=["image", "predictions", "maps", "model names"],
+        visible=list(EVERYTHING),
     )

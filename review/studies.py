@@ -27,7 +27,9 @@ DEFAULT_STUDY = "Default study"
 UNSURE = "non-diagnostic / unsure"
 # What a reader can see while reading, as stored with each read.
 IMAGE, PREDICTIONS, MAPS, MODEL_NAMES = "image", "predictions", "maps", "model names"
-EVERYTHING = [IMAGE, PREDICTIONS, MAPS, MODEL_NAMES]
+# The case's file name, withheld until the unaided read: an IDC name carries the label.
+FILE_NAME = "file name"
+EVERYTHING = [IMAGE, FILE_NAME, PREDICTIONS, MAPS, MODEL_NAMES]
 LETTERS = "ABCDEFGH"
 # An operator's folder or zip adds at most this many images at once.
 MAX_IMPORT = 5000
@@ -355,6 +357,7 @@ __all__ = [
     "DEFAULT_STUDY",
     "ENDED",
     "EVERYTHING",
+    "FILE_NAME",
     "IMAGE",
     "LABEL_SETS",
     "MAPS",

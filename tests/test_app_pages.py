@@ -334,7 +334,7 @@ def test_the_aided_read_is_linked_and_the_unaided_one_stays_locked(env: str) -> 
     reads = store.reviews_frame()
     assert list(reads["read_kind"]) == ["unaided", "aided"]
     assert list(reads["blinded"]) == [True, False]
-    assert reads["visible"].iloc[1] == ["image", "predictions", "maps", "model names"]
+    assert reads["visible"].iloc[1] == ["image", "file name", "predictions", "maps", "model names"]
     assert int(reads["parent_id"].iloc[1]) == int(reads["review_id"].iloc[0])
     first, second = (store.get_mask(int(i)) for i in reads["review_id"])
     assert first[:25, :25].all() and not first[25:, 25:].any()
@@ -583,7 +583,7 @@ def test_anonymised_maps_are_shown_under_letters_and_the_best_map_is_stored(
     # A shuffle of the three models, stored with the read, and the same on a new session.
     assert sorted(letters) == ["A", "B", "C"] and sorted(letters.values()) == sorted(VARIANTS)
     assert reads.loc["aided", "best_map"] == "B"
-    assert reads.loc["aided", "visible"] == ["image", "predictions", "maps"]
+    assert reads.loc["aided", "visible"] == ["image", "file name", "predictions", "maps"]
     again = choose_study(start(), study.study_id)
     again.switch_page(REVIEW).run()
     assert viewer_args(again)["columns"] == ["Map A", "Map B", "Map C"]

@@ -25,6 +25,7 @@ from review.scoring import configured_tolerance
 from review.studies import (
     ENDED,
     EVERYTHING,
+    FILE_NAME,
     IMAGE,
     MAPS,
     PREDICTIONS,
@@ -150,7 +151,7 @@ def visible(study: StudyRecord, kind: str) -> tuple[str, ...]:
     """What is on screen for a read of this kind."""
     if kind == "unaided":
         return (IMAGE,)
-    shown = [IMAGE, PREDICTIONS, MAPS] if study.anonymise else EVERYTHING
+    shown = [IMAGE, FILE_NAME, PREDICTIONS, MAPS] if study.anonymise else EVERYTHING
     return tuple(shown)
 
 
