@@ -115,10 +115,18 @@ def test_only_an_admin_stores_a_references_scores(accounts: str) -> None:
 
 
 def test_a_disabled_account_cannot_sign_in(accounts: str) -> None:
+    signed = sign_in("dr-b")
+    assert any("Signed in as **dr-b**" in c for c in texts(signed.caption))
     Store(accounts).update_reader("dr-b", disabled=True)
     at = sign_in("dr-b")
     assert any("disabled" in e for e in texts(at.error))
     assert at.session_state["_person"] is None
+    # Disabled while signed in: signed out at the next step, with the form to sign in again.
+    signed.run()
+    assert any("no longer" in e for e in texts(signed.error))
+    assert not any("Signed in as" in c for c in texts(signed.caption))
+    assert signed.session_state["_person"] is None and "signed_in" not in signed.session_state
+    assert [t.label for t in signed.text_input] == ["Name", "Password"]
 
 
 def test_proxy_mode_takes_the_reader_from_the_configured_header(

@@ -72,11 +72,15 @@ def _last_reader() -> str | None:
 def _password() -> Person | None:
     signed = st.session_state.get("signed_in")
     if signed:
-        st.caption(f"Signed in as **{widgets.plain(signed)}**")
-        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
-            del st.session_state["signed_in"]
-            st.rerun()
-        return _person(signed)
+        found = _person(signed)
+        if found is not None:
+            st.caption(f"Signed in as **{widgets.plain(signed)}**")
+            if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+                del st.session_state["signed_in"]
+                st.rerun()
+            return found
+        # Disabled since signing in: signed out, with the sign-in form again.
+        del st.session_state["signed_in"]
     with st.form("sign_in"):
         name = st.text_input("Name")
         password = st.text_input("Password", type="password")
@@ -104,8 +108,10 @@ def _proxy() -> Person | None:
     except identity.IdentityError as err:
         st.error(widgets.plain(str(err)))
         return None
-    st.caption(f"Signed in as **{widgets.plain(name)}** (single sign-on)")
-    return _person(name)
+    found = _person(name)
+    if found is not None:
+        st.caption(f"Signed in as **{widgets.plain(found.name)}** (single sign-on)")
+    return found
 
 
 def _person(name: str) -> Person | None:
