@@ -130,7 +130,7 @@ def study(args: argparse.Namespace) -> None:
             raise CommandError(
                 f"every image in {args.path} was refused: added no cases to {target.name}"
             )
-        print(f"added {len(result.added)} cases to {target.name}")
+        print(f"added {len(result.added)} cases to {target.name}{result.present_text(10)}")
     elif args.action == "export":
         if args.to.exists():
             raise CommandError(f"{args.to} exists: give a new file")

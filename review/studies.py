@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -104,10 +104,23 @@ def case_group(filename: str) -> str:
 
 @dataclass(frozen=True)
 class Added:
-    """What adding images did: the cases added (new ones only) and refusals by file name."""
+    """What adding images did: the cases added (new ones only), refusals by file name, and the
+    names of images that were cases of the study already (with the case's own name where it
+    differs)."""
 
     added: list[CaseRecord]
     refused: list[str]
+    present: list[str]
+
+    def present_text(self, shown: int = 5, quote: Callable[[str], str] = str) -> str:
+        """'; 2 already in the study (a.png, b.png as c.png)', at most ``shown`` names, each
+        passed through ``quote`` (a page escapes them for markdown); '' for none."""
+        if not self.present:
+            return ""
+        more = len(self.present) - shown
+        names = ", ".join(map(quote, self.present[:shown]))
+        names += f" and {more} more" if more > 0 else ""
+        return f"; {len(self.present)} already in the study ({names})"
 
 
 def add_images(
@@ -125,6 +138,7 @@ def add_images(
     :func:`case_group` of each name)."""
     added: list[CaseRecord] = []
     refused: list[str] = []
+    present: list[str] = []
     for name, data in files:
         try:
             image = read_image(name, data)
@@ -136,7 +150,10 @@ def add_images(
         case, new = store.add_case(study.study_id, item, data, group or case_group(name), added_by)
         if new:
             added.append(case)
-    return Added(added, refused)
+        else:
+            kept = case.item.filename
+            present.append(name if kept == name else f"{name} as {kept}")
+    return Added(added, refused, present)
 
 
 def files_in(source: Path) -> Iterable[tuple[str, bytes]]:

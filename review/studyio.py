@@ -508,7 +508,7 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
     # One transaction: a database failure midway leaves nothing to trip over on a retry.
     with store.writing("import a study into"):
         study = store.create_study(
-            name or info["name"],
+            info["name"] if name is None else name,
             info["label_set"],
             info["blinding"],
             info["model_set"],

@@ -359,6 +359,8 @@ def test_a_study_exports_and_imports_into_an_empty_database(
     assert [{k: r[k] for k in keep} for r in rows_again] == [{k: r[k] for k in keep} for r in rows]
     with pytest.raises(ValueError, match="exists already"):
         studyio.import_study(target, data)
+    with pytest.raises(ValueError, match="a study needs a name"):
+        studyio.import_study(target, data, " ")  # a name given, not the export's
     with pytest.raises(ValueError, match="not a study export"):
         studyio.import_study(target, b"not a zip")
     # An export that lacks an image, or holds a malformed region, is refused before anything
@@ -704,8 +706,15 @@ def test_adding_images_that_add_nothing_is_an_error(
     (good / "a.png").write_bytes(png(4))
     assert cli([*add, str(good)]) == 0 and cli([*add, str(good)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"added {n} cases to {study.name}" for n in (1, 0)
+        f"added 1 cases to {study.name}",
+        f"added 0 cases to {study.name}; 1 already in the study (a.png)",
     ]
+    # The same image under another name is a case already, and the message says which.
+    (good / "b.png").write_bytes(png(4))
+    assert cli([*add, str(good)]) == 0
+    assert capsys.readouterr().out == (
+        f"added 0 cases to {study.name}; 2 already in the study (a.png, b.png as a.png)\n"
+    )
 
 
 @pytest.mark.parametrize(

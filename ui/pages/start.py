@@ -65,11 +65,9 @@ def add_cases(study: StudyRecord, reader: str) -> None:
             for message in result.refused:
                 st.error(f"Not added: {widgets.plain(message)}")
             st.session_state["upload_round"] = round_ + 1
-            known = len(uploads) - len(result.added) - len(result.refused)
             plural = "s" if len(result.added) != 1 else ""
             st.success(
-                f"Added {len(result.added)} case{plural}"
-                + (f"; {known} already in the study." if known else ".")
+                f"Added {len(result.added)} case{plural}{result.present_text(quote=widgets.plain)}."
             )
         st.caption(
             "An operator can add a server folder or zip: "
