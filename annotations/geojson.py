@@ -19,7 +19,9 @@ def mask_to_geojson(mask: np.ndarray, properties: dict[str, Any] | None = None) 
     4-connected component, exterior ring first then its holes, vertices at pixel corners in image
     pixel coordinates (so `geojson_to_mask` gives back exactly `mask`). Each feature's properties
     are {"objectType": "annotation", "classification": {"name": "Region", "color": [255, 0, 0]}}
-    updated with `properties` (so a given "classification" replaces the default one).
+    updated with `properties` (so a given "classification" replaces the default one). Given
+    `properties` are also the collection's own "properties" (a foreign member, which QuPath
+    ignores), so that an empty region, with no feature, still says whose and of what image.
     """
     arr = as_mask(mask)
     props = {"objectType": "annotation", "classification": dict(DEFAULT_CLASSIFICATION)}
@@ -39,7 +41,10 @@ def mask_to_geojson(mask: np.ndarray, properties: dict[str, Any] | None = None) 
                 "properties": dict(props),
             }
         )
-    return {"type": "FeatureCollection", "features": features}
+    collection: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+    if properties:
+        collection["properties"] = dict(properties)
+    return collection
 
 
 def _ring(value: Any, where: str) -> np.ndarray:

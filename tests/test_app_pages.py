@@ -648,6 +648,15 @@ def test_an_empty_region_asks_once_then_saves_an_explicit_no_region(env: str) ->
     store = Store(env)
     (row,) = store.reviews_frame().itertuples()
     assert row.no_region and not store.get_mask(row.review_id).any()
+    # Its GeoJSON has no feature, and still says whose read of which image it is.
+    geojson = store.get_geojson(row.review_id)
+    assert geojson["features"] == []
+    props = geojson["properties"]
+    assert (props["image"], props["reader"], props["label"]) == (
+        row.filename,
+        "dr-a",
+        "IDC-negative",
+    )
     scores = store.scores_frame()
     assert len(scores) > 0 and scores["energy_pointing_game"].isna().all()
     assert scores["auroc"].isna().all() and scores["pointing_game"].isna().all()
