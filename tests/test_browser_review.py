@@ -137,6 +137,16 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             # The focus is still in the viewer's frame, where the reader drew: the keys must
             # reach the page's shortcuts all the same.
             assert page.evaluate("document.activeElement.tagName") == "IFRAME"
+            # The reader zooms in on the centre before saving: the reveal keeps that view.
+            page.mouse.move(*at(25, 25))
+            for _ in range(3):
+                page.mouse.wheel(0, -100)
+                page.wait_for_timeout(150)
+            frame.wait_for_function(
+                "() => window.__viewer.settled() && window.__viewer.views()[0].zoom > 1.5"
+            )
+            unaided_view = frame.evaluate("() => window.__viewer.views()[0]")
+            assert unaided_view["bounds"][2] < 40, unaided_view  # zoomed in: under 40 of 50 px
             page.keyboard.press("2")  # IDC-positive
             # As a reader would: save once the diagnosis shows as chosen.
             page.get_by_test_id("stBaseButton-primary").get_by_text("IDC-positive").first.wait_for()
@@ -156,6 +166,18 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             panes = page.frame_locator(IFRAME).locator("[data-testid=viewer-pane]")
             # The image, 3 CAMs, 2 attention maps (R-RAN, R-LRAN), 2 gate maps (R-LRAN).
             assert panes.count() == 1 + 3 + 2 + 2
+            # The new viewer opens where the reader was, not at the whole image.
+            frame.wait_for_function("() => window.__viewer.settled()")
+            aided_view = frame.evaluate("() => window.__viewer.views()[0]")
+            for axis in (0, 1):
+                assert abs(aided_view["center"][axis] - unaided_view["center"][axis]) < 1.5, (
+                    unaided_view,
+                    aided_view,
+                )
+            # Fitted to a pane of another shape, it shows the same region along one side
+            # (more along the other); the whole image would be 1.7 times as much.
+            fitted = min(aided_view["bounds"][i] / unaided_view["bounds"][i] for i in (2, 3))
+            assert 0.97 < fitted < 1.03, (unaided_view, aided_view)
             # The aided read starts from the unaided one: its region is the new viewer's
             # drawing, to edit, and stays so when the reader zooms (the view is reported).
             assert frame.evaluate("() => window.__viewer.drawing().length") == 2

@@ -85,6 +85,8 @@ interface Pane {
   drawing: SVGGElement;
   draft: SVGGElement;
   scaleBar: HTMLElement | null;
+  /** The reader moved this pane (wheel, drag, keys) and its animation has not finished. */
+  moved: boolean;
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -158,7 +160,7 @@ export class LinkedViewer {
   /** The leader's own bounds when it last moved the others (viewport coordinates). */
   private leaderBounds: OpenSeadragon.Rect | null = null;
   /** The linked region every pane shows fitted (viewport coordinates; null: each pane's home),
-   * kept to restore after a rebuild. */
+   * kept to restore after a rebuild, and per image in the tab's session storage (recall). */
   private bounds: OpenSeadragon.Rect | null = null;
   private drawingArg: string | undefined = undefined;
   private resizeTimer = 0;
@@ -258,7 +260,9 @@ export class LinkedViewer {
     this.stats.builds++;
     this.stats.buildAt = now();
     this.stats.firstLoadedAt = 0;
-    const keepBounds = this.args?.image_key === args.image_key ? this.bounds : null;
+    // The same image: the view on screen. Another: where the reader left that image in this
+    // tab, if anywhere: the aided read's viewer is a new one and must not reset the zoom.
+    const keepBounds = this.args?.image_key === args.image_key ? this.bounds : recall(args.image_key);
     this.destroyPanes();
     this.args = args;
     this.bounds = keepBounds;
@@ -484,7 +488,7 @@ export class LinkedViewer {
 
     const pane: Pane = {
       kind, row, column, element, viewer, items: sources.length, opened: false, animating: false,
-      s: 1, tx: 0, ty: 0, world, outlines, drawing, draft, scaleBar,
+      s: 1, tx: 0, ty: 0, world, outlines, drawing, draft, scaleBar, moved: false,
     };
     this.panes.push(pane);
 
@@ -530,9 +534,24 @@ export class LinkedViewer {
     viewer.addHandler("animation-start", () => {
       pane.animating = true;
     });
+    // Where the reader takes the view (not a fit or a resize, which only show more of it) is
+    // kept for a new viewer of this image: the aided read's, or this case's when they return.
+    for (const name of ["canvas-scroll", "canvas-drag"] as const) {
+      viewer.addHandler(name, () => {
+        pane.moved = true;
+      });
+    }
+    viewer.addHandler("canvas-key", (e) => {
+      // Only OpenSeadragon's own moving keys: a diagnosis key or Ctrl+Enter also passes here.
+      if (MOVING_KEYS.has((e.originalEvent as KeyboardEvent).key)) pane.moved = true;
+    });
     viewer.addHandler("animation-finish", () => {
       pane.animating = false;
       if (this.leader === pane) this.follow(pane);
+      if (pane.moved) {
+        pane.moved = false;
+        this.remember(viewer.viewport.getBounds(true));
+      }
       this.checkSettled();
     });
     viewer.addHandler("fully-loaded-change", () => this.checkSettled());
@@ -587,6 +606,16 @@ export class LinkedViewer {
       base.height * k,
     );
     this.fitAll(source);
+  }
+
+  /** Keeps ``b`` as this image's view in the tab's session storage (see recall). */
+  private remember(b: OpenSeadragon.Rect): void {
+    if (!this.args) return;
+    try {
+      window.sessionStorage.setItem(VIEW_KEY + this.args.image_key, JSON.stringify([b.x, b.y, b.width, b.height]));
+    } catch {
+      // No storage (a browser that refuses it to frames): the view is kept while mounted only.
+    }
   }
 
   /** Fits every opened pane but ``except`` to the linked region. */
@@ -778,7 +807,34 @@ export class LinkedViewer {
     this.bounds = new OpenSeadragon.Rect(x / W, y / W, width / W, height / W);
     this.fitAll(null);
     this.leader = null;
+    this.remember(this.bounds);
   }
+}
+
+const VIEW_KEY = "lran-viewer-view:";
+// The keys OpenSeadragon pans and zooms with (arrows, w/a/s/d, +/-, 0 for home).
+const MOVING_KEYS = new Set([
+  "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight",
+  "w", "a", "s", "d", "W", "A", "S", "D", "+", "-", "=", "_", "0",
+]);
+
+/** The linked region last shown of an image in this tab (viewport coordinates), or null. */
+function recall(imageKey: string): OpenSeadragon.Rect | null {
+  try {
+    const stored: unknown = JSON.parse(window.sessionStorage.getItem(VIEW_KEY + imageKey) ?? "null");
+    if (
+      Array.isArray(stored) &&
+      stored.length === 4 &&
+      stored.every((n) => typeof n === "number" && Number.isFinite(n)) &&
+      stored[2] > 0 &&
+      stored[3] > 0
+    ) {
+      return new OpenSeadragon.Rect(stored[0], stored[1], stored[2], stored[3]);
+    }
+  } catch {
+    // No storage, or not ours: the image's home view.
+  }
+  return null;
 }
 
 function colourBar(legend: LegendArg, row: string, column: string): HTMLElement {
