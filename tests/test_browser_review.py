@@ -208,6 +208,18 @@ def test_a_blinded_read_with_mouse_and_keys_survives_a_reload(server: tuple[str,
             page.get_by_role("button", name="Save aided read").click()
             page.get_by_text("Saved as read 2, version 2").wait_for()
             shot("06-aided-saved")
+            # The next reader in this tab starts blinded from the whole image: where dr-e2e
+            # zoomed would tell them where to look.
+            reader = page.get_by_role("textbox", name="Reader")
+            reader.fill("dr-next")
+            reader.press("Enter")
+            page.get_by_text("Case 1 of 2").wait_for()
+            settle()
+            frame = page.locator(IFRAME).element_handle().content_frame()
+            frame.wait_for_function("() => window.__viewer.ready() && window.__viewer.settled()")
+            view = frame.evaluate("() => window.__viewer.views()[0]")
+            assert view["bounds"][2] >= 49.9 or view["bounds"][3] >= 49.9, view  # all 50 px
+            shot("07-next-reader")
         except Exception:
             shot("failure")
             raise

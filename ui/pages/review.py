@@ -361,6 +361,10 @@ def main() -> None:
             maps_view.outlines(_saved_region(work) if revealed else None, reference),
             key=viewer_key,
             common_only=study.anonymise,
+            draw=kind != "closed",
+            # The reader's own view of this case: kept from the unaided read to the aided one,
+            # never handed to the next reader in the tab or to the image in another study.
+            view_key=f"{study.study_id}/{work.case.case_id}/{reader}",
         )
         read.drawn(case, state_)
         if revealed and kind == "aided":

@@ -125,10 +125,13 @@ def grid(
     outlines: Sequence[Outline],
     key: str,
     common_only: bool = False,
+    draw: bool = True,
+    view_key: str | None = None,
 ) -> ViewerState:
-    """The viewer: the image (drawing on), and the maps when given (None: the image only, as
-    in a blinded first read). ``common_only``: only the rows every model has (an anonymised
-    study: attention only in R-RAN and R-LRAN, gates only in R-LRAN, would name the maps)."""
+    """The viewer: the image (drawing on where ``draw``), and the maps when given (None: the
+    image only, as in a blinded first read). ``common_only``: only the rows every model has
+    (an anonymised study: attention only in R-RAN and R-LRAN, gates only in R-LRAN, would name
+    the maps). ``view_key``: see :func:`ui.components.viewer.viewer`."""
     overlays: dict[tuple[str, str], Overlay] = {}
     row_names: list[str] = []
     # Columns in the titles' order: by letter when anonymised (model order would give the
@@ -156,9 +159,10 @@ def grid(
         overlays=overlays,
         outlines=outlines,
         drawing=drawing,
-        draw=True,
+        draw=draw,
         height=_height(item, len(row_names)),
         key=key,
+        view_key=view_key,
     )
 
 

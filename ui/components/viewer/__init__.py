@@ -246,6 +246,7 @@ def component_args(
     drawing: Sequence[Polygon] | None = None,
     draw: bool = True,
     height: int = 800,
+    view_key: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments the frontend receives (see ``viewer``): JSON values, and the
     encoded images as top-level bytes arguments (Streamlit sends those as binary, not JSON)."""
@@ -266,6 +267,7 @@ def component_args(
         "rows": list(rows),
         "draw": bool(draw),
         "height": int(height),
+        "view_key": view_key,
         "drawing": None if drawing is None else [_polygon_json(p) for p in drawing],
         "outlines": [
             {
@@ -355,6 +357,7 @@ def viewer(
     draw: bool = True,
     height: int = 800,
     key: str | None = None,
+    view_key: str | None = None,
 ) -> ViewerState:
     """Shows ``image`` and a grid of maps with deep zoom, linked views, outlines, a scale bar
     and (when ``draw``) polygon, rectangle and freehand drawing; gives what the reader drew.
@@ -369,7 +372,11 @@ def viewer(
     component in CSS pixels (it grows when the rows need more room). ``key``: the component's
     key (default "lran-viewer"); give distinct keys to several viewers on one page. Without a
     key Streamlit would tie the component's identity to its arguments, remounting the browser
-    side (and losing zoom and drawing) whenever a map or the drawing changes.
+    side (and losing zoom and drawing) whenever a map or the drawing changes. ``view_key``:
+    where the reader zooms and pans is kept in the browser tab under this name, and a viewer
+    mounted later with the same name opens there (the Review page names it per reader, study
+    and case, so that the next reader in the tab starts from the whole image); None keeps
+    nothing.
     """
     args = component_args(
         image,
@@ -381,6 +388,7 @@ def viewer(
         drawing=drawing,
         draw=draw,
         height=height,
+        view_key=view_key,
     )
     value = _declared()(**args, key=key or DEFAULT_KEY, default=None)
     return _state(value, drawing)

@@ -44,6 +44,8 @@ export interface Args {
   drawing: Poly[] | null;
   draw: boolean;
   height: number;
+  /** The name the reader's view is kept under in the tab (null: not kept). */
+  view_key: string | null;
   [overlay: string]: unknown;
 }
 
@@ -260,9 +262,9 @@ export class LinkedViewer {
     this.stats.builds++;
     this.stats.buildAt = now();
     this.stats.firstLoadedAt = 0;
-    // The same image: the view on screen. Another: where the reader left that image in this
-    // tab, if anywhere: the aided read's viewer is a new one and must not reset the zoom.
-    const keepBounds = this.args?.image_key === args.image_key ? this.bounds : recall(args.image_key);
+    // The same image: the view on screen. Another: where the reader left this view_key in
+    // the tab, if anywhere: the aided read's viewer is a new one and must not reset the zoom.
+    const keepBounds = this.args?.image_key === args.image_key ? this.bounds : recall(args.view_key);
     this.destroyPanes();
     this.args = args;
     this.bounds = keepBounds;
@@ -608,11 +610,12 @@ export class LinkedViewer {
     this.fitAll(source);
   }
 
-  /** Keeps ``b`` as this image's view in the tab's session storage (see recall). */
+  /** Keeps ``b`` as the view under ``view_key`` in the tab's session storage (see recall). */
   private remember(b: OpenSeadragon.Rect): void {
-    if (!this.args) return;
+    const name = this.args?.view_key;
+    if (!name) return;
     try {
-      window.sessionStorage.setItem(VIEW_KEY + this.args.image_key, JSON.stringify([b.x, b.y, b.width, b.height]));
+      window.sessionStorage.setItem(VIEW_KEY + name, JSON.stringify([b.x, b.y, b.width, b.height]));
     } catch {
       // No storage (a browser that refuses it to frames): the view is kept while mounted only.
     }
@@ -818,10 +821,11 @@ const MOVING_KEYS = new Set([
   "w", "a", "s", "d", "W", "A", "S", "D", "+", "-", "=", "_", "0",
 ]);
 
-/** The linked region last shown of an image in this tab (viewport coordinates), or null. */
-function recall(imageKey: string): OpenSeadragon.Rect | null {
+/** The view last kept under ``name`` in this tab (viewport coordinates), or null. */
+function recall(name: string | null | undefined): OpenSeadragon.Rect | null {
+  if (!name) return null;
   try {
-    const stored: unknown = JSON.parse(window.sessionStorage.getItem(VIEW_KEY + imageKey) ?? "null");
+    const stored: unknown = JSON.parse(window.sessionStorage.getItem(VIEW_KEY + name) ?? "null");
     if (
       Array.isArray(stored) &&
       stored.length === 4 &&
