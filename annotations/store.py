@@ -319,10 +319,17 @@ class Store:
                     "the unaided read of this case is saved and locked; save an aided read"
                 )
             # Checked here, not only by the page: another tab may still show the case unread.
-            if session.get(Unblinding, (rec.reader, rec.case_id)) is not None:
+            # By image: others' reads seen in one study are seen for the image in any other.
+            seen = session.execute(
+                select(Unblinding.case_id)
+                .join(Case, Case.id == Unblinding.case_id)
+                .where(Unblinding.reader == rec.reader, Case.item_hash == rec.item_hash)
+                .limit(1)
+            ).first()
+            if seen is not None:
                 raise ValueError(
-                    "your blinding for this case ended (you chose to see others' reads of it): "
-                    "an unaided read of it would not be blinded"
+                    "your blinding for this image ended (you chose to see others' reads of "
+                    "it): an unaided read of it would not be blinded"
                 )
         if rec.parent_id is not None:
             parent = session.get(Review, rec.parent_id)
@@ -898,6 +905,18 @@ class Store:
             return
         with self.writing() as session:
             session.execute(insert(session, Unblinding).values(rows).on_conflict_do_nothing())
+
+    def closed_images(self, reader: str) -> dict[str, datetime]:
+        """The images whose blinding ended for ``reader``, in any study: item hash -> when
+        it first did."""
+        query = (
+            select(Case.item_hash, func.min(Unblinding.at))
+            .join(Case, Case.id == Unblinding.case_id)
+            .where(Unblinding.reader == reader)
+            .group_by(Case.item_hash)
+        )
+        with self._reading() as session:
+            return {h: _utc(at) for h, at in session.execute(query).all()}
 
     def blinding_ended(self, study_id: int) -> dict[str, dict[int, datetime]]:
         """Whose blinding ended for which cases of a study: reader -> case id -> when."""

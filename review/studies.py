@@ -13,6 +13,7 @@ import random
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -106,7 +107,7 @@ def case_group(filename: str) -> str:
 class Added:
     """What adding images did: the cases added (new ones only), refusals by file name, and the
     names of images that were cases of the study already (with the case's own name where it
-    differs)."""
+    differs, in an open study)."""
 
     added: list[CaseRecord]
     refused: list[str]
@@ -151,8 +152,9 @@ def add_images(
         if new:
             added.append(case)
         else:
+            # In a blinded study the case's own name is withheld (an IDC name tells the label).
             kept = case.item.filename
-            present.append(name if kept == name else f"{name} as {kept}")
+            present.append(name if kept == name or study.blinded else f"{name} as {kept}")
     return Added(added, refused, present)
 
 
@@ -233,6 +235,8 @@ class WorkItem:
     status: str
     unaided_id: int | None
     aided_id: int | None
+    # When the reader's blinding for the case's image ended (in this study or another).
+    blinding_ended: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -288,17 +292,26 @@ class Worklist:
 def worklist(store: Store, study: StudyRecord, reader: str) -> Worklist:
     """The study's cases (not removed) for ``reader``, with their status."""
     reads = store.read_status(study.study_id, reader) if reader else {}
-    ended = store.blinding_ended(study.study_id).get(reader, {}) if study.blinded else {}
+    closed = store.closed_images(reader) if reader and study.blinded else {}
     items = []
     for case in store.cases(study.study_id):
         kinds = reads.get(case.case_id, {})
         aided = kinds.get("aided") or kinds.get("open")
         unaided = kinds.get("unaided")
-        status = (
-            AIDED if aided else UNAIDED if unaided else ENDED if case.case_id in ended else UNREAD
-        )
-        items.append(WorkItem(case, status, unaided, aided))
+        ended = closed.get(case.item.item_hash)
+        status = AIDED if aided else UNAIDED if unaided else ENDED if ended is not None else UNREAD
+        items.append(WorkItem(case, status, unaided, aided, ended))
     return Worklist(study, items)
+
+
+def visible(study: StudyRecord, kind: str, work: WorkItem) -> tuple[str, ...]:
+    """What is on screen for a read of ``kind`` ('unaided', 'aided', 'open'), or was known: a
+    reader whose blinding for the image ended has seen Compare or History, which name the
+    models an anonymised study shows under letters."""
+    if kind == "unaided":
+        return (IMAGE,)
+    hidden = study.anonymise and work.blinding_ended is None
+    return tuple([IMAGE, FILE_NAME, PREDICTIONS, MAPS] if hidden else EVERYTHING)
 
 
 def maps_visible(study: StudyRecord, item: WorkItem) -> bool:
@@ -399,5 +412,6 @@ __all__ = [
     "maps_visible",
     "not_yet_read",
     "patient_patches",
+    "visible",
     "worklist",
 ]

@@ -114,6 +114,26 @@ def test_only_an_admin_stores_a_references_scores(accounts: str) -> None:
     assert row.reader == "reference:A_mask.png" and row.imported_by == "boss"
 
 
+def test_a_save_after_the_account_was_disabled_stores_nothing(accounts: str) -> None:
+    add(sign_in("boss"), [("p.png", png(patch(41)))])
+    at = sign_in("dr-a")
+    at.switch_page(REVIEW).run()
+    draw_and_label(at, "unaided", rect(0, 0, 25, 50), "IDC-positive")
+    # Disabled while reading: the Save button's callback runs before the page signs them out.
+    Store(accounts).update_reader("dr-a", disabled=True)
+    at = save(at, "unaided")
+    assert Store(accounts).reviews_frame().empty
+    assert any("enabled; ask an admin" in e for e in texts(at.error))
+    assert at.session_state["_person"] is None
+    # The read is not lost: enabled again, the draft is still there and saves.
+    Store(accounts).update_reader("dr-a", disabled=False)
+    at = sign_in("dr-a")
+    at.switch_page(REVIEW).run()
+    at = save(at, "unaided")
+    (row,) = Store(accounts).reviews_frame().itertuples()
+    assert (row.reader, row.label) == ("dr-a", "IDC-positive")
+
+
 def test_a_disabled_account_cannot_sign_in(accounts: str) -> None:
     signed = sign_in("dr-b")
     assert any("Signed in as **dr-b**" in c for c in texts(signed.caption))

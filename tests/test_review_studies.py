@@ -26,7 +26,7 @@ from test_annotations_store import (
 )
 
 from annotations.geojson import mask_to_geojson
-from annotations.records import ReviewRecord, ScoreRecord
+from annotations.records import CaseRecord, ReviewRecord, ScoreRecord
 from annotations.scores import agreement
 from annotations.store import Store, StoreError
 from review import identity, modelsets, studies, studyio
@@ -260,28 +260,48 @@ def test_an_admin_who_sees_others_reads_first_cannot_read_those_cases(tmp_path: 
     assert listed.names(0) == (cases[0].group, cases[0].item.filename)
     # The store refuses their unaided read too (a tab that still shows the case as unread).
     empty = np.zeros((50, 50), bool)
-    with pytest.raises(ValueError, match="would not be blinded"):
-        store.save_review(
-            ReviewRecord(
-                item_hash=cases[1].item.item_hash,
-                filename=cases[1].item.filename,
-                width=50,
-                height=50,
-                kind="patch",
-                reader="dr-b",
-                model_set="idc",
-                label="normal",
-                mask=empty,
-                geojson=mask_to_geojson(empty),
-                study_id=study.study_id,
-                case_id=cases[1].case_id,
-                read_kind="unaided",
-                blinded=True,
-                visible=["image"],
-                no_region=True,
-            )
+
+    def unaided(reader: str, study_id: int, case: CaseRecord) -> ReviewRecord:
+        return ReviewRecord(
+            item_hash=case.item.item_hash,
+            filename=case.item.filename,
+            width=50,
+            height=50,
+            kind="patch",
+            reader=reader,
+            model_set="idc",
+            label="normal",
+            mask=empty,
+            geojson=mask_to_geojson(empty),
+            study_id=study_id,
+            case_id=case.case_id,
+            read_kind="unaided",
+            blinded=True,
+            visible=["image"],
+            no_region=True,
         )
+
+    with pytest.raises(ValueError, match="would not be blinded"):
+        store.save_review(unaided("dr-b", study.study_id, cases[1]))
     assert "dr-b" not in set(store.reviews_frame()["reader"])
+    # By image, not by case: the same image in another blinded study is closed to dr-b too.
+    other = store.create_study("second", "BACH", "blinded", "idc")
+    (again,) = studies.add_images(store, other, [("x.png", png(1))], "admin", 50).added
+    assert again.item.item_hash == cases[0].item.item_hash
+    elsewhere = studies.worklist(store, other, "dr-b").items[0]
+    assert elsewhere.status == studies.ENDED
+    assert elsewhere.blinding_ended == ended["dr-b"][cases[0].case_id]
+    assert studies.worklist(store, other, "dr-a").items[0].status == studies.UNREAD
+    with pytest.raises(ValueError, match="would not be blinded"):
+        store.save_review(unaided("dr-b", other.study_id, again))
+    assert store.save_review(unaided("dr-a", other.study_id, again)).version == 3
+    # An anonymised study's aided read after that says the model names were known (Compare
+    # names them); another reader's does not.
+    (mine,) = [w for w in studies.worklist(store, study, "dr-a").items if w.status == studies.AIDED]
+    assert studies.visible(study, "aided", mine) == ("image", "file name", "predictions", "maps")
+    seen = studies.worklist(store, study, "dr-b").items[0]
+    assert studies.visible(study, "aided", seen)[-1] == "model names"
+    assert studies.visible(study, "unaided", seen) == ("image",)
     # Asking again records nothing new: the first time is kept.
     first = ended["dr-b"][cases[0].case_id]
     assert studies.end_blinding(store, study, "dr-b", reads) == 0
@@ -713,8 +733,14 @@ def test_adding_images_that_add_nothing_is_an_error(
     (good / "b.png").write_bytes(png(4))
     assert cli([*add, str(good)]) == 0
     assert capsys.readouterr().out == (
-        f"added 0 cases to {study.name}; 2 already in the study (a.png, b.png as a.png)\n"
+        f"added 0 cases to {study.name}; 2 already in the study (a.png, b.png)\n"
     )
+    # In an open study the message also names the case it is (blinded: that name may tell the
+    # label).
+    shown = store.create_study("open one", "IDC", "open", "idc")
+    studies.add_images(store, shown, [("a.png", png(4))], None, 50)
+    again = studies.add_images(store, shown, [("b.png", png(4))], None, 50)
+    assert again.present_text() == "; 1 already in the study (b.png as a.png)"
 
 
 @pytest.mark.parametrize(

@@ -148,3 +148,19 @@ def person() -> Person | None:
     """The person sign_in found in this run."""
     found: Person | None = st.session_state.get("_person")
     return found
+
+
+def still_allowed(admin: bool = False) -> bool:
+    """For a button's callback, which runs before this run's sign_in: whether the person of the
+    last run may still act (their account still enabled, and an admin's where ``admin``). An
+    account disabled or demoted meanwhile may not; local mode has no accounts."""
+    found = person()
+    if found is None or (admin and not found.admin):
+        return False
+    try:
+        if identity.auth_mode() == "local":
+            return True
+        account = cache.store(cache.database_url()).reader(found.name)
+    except (identity.IdentityError, StoreError):
+        return True  # the action itself reports the trouble
+    return account is not None and not account.disabled and (not admin or account.role == "admin")

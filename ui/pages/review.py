@@ -9,8 +9,6 @@ region, mapped at the µm/px the reader gives (prefilled from TIFF tags).
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import numpy as np
 import streamlit as st
 
@@ -24,16 +22,12 @@ from review.regions import RegionError
 from review.scoring import configured_tolerance
 from review.studies import (
     ENDED,
-    EVERYTHING,
-    FILE_NAME,
-    IMAGE,
-    MAPS,
-    PREDICTIONS,
     WorkItem,
     Worklist,
     anonymised,
     label_set,
     maps_visible,
+    visible,
     worklist,
 )
 from ui import auth, cache, server, sidebar, state, widgets
@@ -145,14 +139,6 @@ def read_kind(study: StudyRecord, work: WorkItem) -> str:
     if work.status == ENDED:
         return "closed"
     return "aided" if work.unaided_id is not None else "unaided"
-
-
-def visible(study: StudyRecord, kind: str) -> tuple[str, ...]:
-    """What is on screen for a read of this kind."""
-    if kind == "unaided":
-        return (IMAGE,)
-    shown = [IMAGE, FILE_NAME, PREDICTIONS, MAPS] if study.anonymise else EVERYTHING
-    return tuple(shown)
 
 
 def build(
@@ -269,7 +255,7 @@ def main() -> None:
         case_id=work.case.case_id,
         kind=kind,
         blinded=kind == "unaided",
-        visible=visible(study, kind),
+        visible=visible(study, kind, work),
         parent_id=work.unaided_id if kind == "aided" else None,
         anonymised=letters if study.anonymise and kind != "unaided" else None,
         label_set=labels.name,
@@ -311,12 +297,12 @@ def main() -> None:
                 "save an aided read, linked to it."
             )
         elif kind == "closed":
-            when = ended_at(study, work, reader)
+            when = work.blinding_ended
             st.warning(
-                "You chose to see others' reads of this case before reading it"
+                "You chose to see others' reads of this image before reading it"
                 + (f" ({when:%d %b %Y %H:%M} UTC)" if when else "")
-                + ", on Compare or History. A read of it by you would not be blinded, so "
-                "none can be saved in this study."
+                + ", on Compare or History (in this study or another). A read of it by you "
+                "would not be blinded, so none can be saved."
             )
         if model_set is not None and kind != "closed":
             read.form(
@@ -384,15 +370,6 @@ def _unaided_scale(work: WorkItem, kind: str) -> tuple[bool, float | None] | Non
     except (StoreError, KeyError):
         return None
     return how == "region", mpp
-
-
-def ended_at(study: StudyRecord, work: WorkItem, reader: str) -> datetime | None:
-    """When ``reader``'s blinding for the case ended (None when it cannot be read)."""
-    try:
-        ended = cache.store(cache.database_url()).blinding_ended(study.study_id)
-    except StoreError:
-        return None
-    return ended.get(reader, {}).get(work.case.case_id)
 
 
 def _saved_region(work: WorkItem) -> np.ndarray | None:

@@ -125,6 +125,9 @@ def open_case(list_: Worklist, index: int, reader: str) -> None:
 
 def add_mosaic(study: StudyRecord, group: str, reader: str) -> None:
     """Button callback: a patient's IDC patches as one region case."""
+    if not auth.still_allowed(admin=True):
+        st.session_state["_mosaic_message"] = ("error", "Not added: only an admin adds cases.")
+        return
     try:
         result = add_patient_mosaic(cache.store(cache.database_url()), study, group, reader, 50)
     except (StoreError, ValueError) as err:
@@ -260,7 +263,11 @@ def main() -> None:
             left.progress(list_.done / max(list_.to_read, 1), text=f"**{list_.progress()}**")
             following = list_.next_unread(list_.index_of(state.case_id(person.name)) - 1)
             right.button(
-                "Next unread case" if following is not None else "Every case is read",
+                "Next unread case"
+                if following is not None
+                else "Every case is read"
+                if list_.to_read
+                else "No case left to read",
                 key="next_unread_start",
                 type="primary",
                 disabled=following is None,

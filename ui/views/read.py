@@ -27,7 +27,7 @@ from review.modelsets import display_name
 from review.records import Read
 from review.scoring import SCORE_INFO
 from review.studies import LabelSet
-from ui import cache, server, widgets
+from ui import auth, cache, server, widgets
 from ui.components.viewer import ViewerState, sent_state
 
 CONFIDENCE = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 certain"}
@@ -273,6 +273,12 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     outcome = st.session_state.setdefault("save_outcome", {})
     keep_sent(case)
     _label_now(case)
+    if not auth.still_allowed():
+        # The stored draft keeps the read for when the account is enabled again; the page
+        # then signs the account out and says why.
+        keep(case)
+        outcome[case.case_id] = ("error", "Not saved: this account is no longer enabled.")
+        return
     current = draft(case)
     if _repeated(case, current):
         return
