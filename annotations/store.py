@@ -92,6 +92,11 @@ _MIGRATION_LOCK = 7_312_024
 _ACCOUNTS_LOCK = 7_312_025
 
 
+class ReadRefused(ValueError):
+    """A read the record's rules do not take from this reader now, whatever is tried again: an
+    unaided read saved already (locked), or one made after their blinding for the image ended."""
+
+
 class StoreError(RuntimeError):
     """The review database could not be opened, read or written; the message says why.
     ``locations`` are the database's URL and file as the message names them: server paths, which
@@ -315,7 +320,7 @@ class Store:
                 )
             ).first()
             if earlier is not None:
-                raise ValueError(
+                raise ReadRefused(
                     "the unaided read of this case is saved and locked; save an aided read"
                 )
             # Checked here, not only by the page: another tab may still show the case unread.
@@ -327,7 +332,7 @@ class Store:
                 .limit(1)
             ).first()
             if seen is not None:
-                raise ValueError(
+                raise ReadRefused(
                     "your blinding for this image ended (you chose to see others' reads of "
                     "it): an unaided read of it would not be blinded"
                 )

@@ -949,6 +949,10 @@ def test_compare_and_history_withhold_cases_a_reader_has_not_read_yet(env: str) 
             at.text_input(key="reader").input(reader).run()
             at.switch_page(page).run()
             assert not at.exception and withheld(reader, page) and not at.get("image")
+    # A second tab of dr-b's, on the unread case, with a read under way.
+    tab = start("dr-b")
+    tab.switch_page(REVIEW).run()
+    draw_and_label(tab, "unaided", rect(0, 0, 25, 25), "IDC-positive")
     # Asked for, they are shown: the admin ends their own blinding for the case, for good...
     at.text_input(key="reader").input("dr-b").run()
     at.switch_page(COMPARE).run()
@@ -970,6 +974,11 @@ def test_compare_and_history_withhold_cases_a_reader_has_not_read_yet(env: str) 
     assert any("would not be blinded" in w for w in texts(at.warning))
     assert not any(b.key.startswith("save-") for b in at.button if b.key)
     assert any("0 of 0 done (1 closed: blinding ended)" in m for m in texts(at.markdown))
+    assert list(store.reviews_frame()["reader"]) == ["dr-a"]
+    # The other tab still showed the case unread: its save is refused, with nothing to retry.
+    tab = save(tab, "unaided")
+    (refused,) = [e for e in texts(tab.error) if e.startswith("Not saved")]
+    assert "would not be blinded" in refused and "save again" not in refused
     assert list(store.reviews_frame()["reader"]) == ["dr-a"]
     # dr-c reads it unaided as before, and it is theirs to compare.
     at.text_input(key="reader").input("dr-c").run()

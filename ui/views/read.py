@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from annotations.records import ReviewRecord
-from annotations.store import StoreError
+from annotations.store import ReadRefused, StoreError
 from review.drawing import polygons_to_mask
 from review.items import ImageItem
 from review.modelsets import display_name
@@ -325,6 +325,10 @@ def save_read(case: Case, build: Build, read: Read) -> None:
     try:
         record = build(case.reader, label, mask, read)
         saved = _store().save_review(record)
+    except ReadRefused as err:
+        # Nothing to solve and save again: the page turns to what this reader may still do.
+        outcome[case.case_id] = ("error", f"Not saved: {server.reader_message(err)}.")
+        return
     except (StoreError, ValueError) as err:
         outcome[case.case_id] = (
             "error",
