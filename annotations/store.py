@@ -325,10 +325,16 @@ class Store:
                 )
             # Checked here, not only by the page: another tab may still show the case unread.
             # By image: others' reads seen in one study are seen for the image in any other.
+            # A read made before (one restored from an export) was blinded when it was made.
+            made = _utc(rec.created_at) or now
             seen = session.execute(
                 select(Unblinding.case_id)
                 .join(Case, Case.id == Unblinding.case_id)
-                .where(Unblinding.reader == rec.reader, Case.item_hash == rec.item_hash)
+                .where(
+                    Unblinding.reader == rec.reader,
+                    Case.item_hash == rec.item_hash,
+                    Unblinding.at <= made,
+                )
                 .limit(1)
             ).first()
             if seen is not None:
@@ -976,11 +982,12 @@ class Store:
             ).scalar()
 
     def reader_names(self) -> list[str]:
-        """Every reader name in use, sorted: accounts, and names that have read, drafted or
-        moved (imported references' names are not readers)."""
+        """Every reader name in use, sorted: accounts, and names that have read, drafted,
+        moved or ended their blinding (imported references' names are not readers)."""
         with self._reading() as session:
             names: set[str] = set()
-            for column in (Reader.name, Review.reader, Draft.reader, Place.reader):
+            columns = (Reader.name, Review.reader, Draft.reader, Place.reader, Unblinding.reader)
+            for column in columns:
                 names.update(session.execute(select(column).distinct()).scalars())
         return sorted(n for n in names if not n.startswith(REFERENCE_PREFIX))
 

@@ -304,13 +304,13 @@ def worklist(store: Store, study: StudyRecord, reader: str) -> Worklist:
     return Worklist(study, items)
 
 
-def visible(study: StudyRecord, kind: str, work: WorkItem) -> tuple[str, ...]:
+def visible(study: StudyRecord, kind: str, blinding_ended: bool) -> tuple[str, ...]:
     """What is on screen for a read of ``kind`` ('unaided', 'aided', 'open'), or was known: a
-    reader whose blinding for the image ended has seen Compare or History, which name the
-    models an anonymised study shows under letters."""
+    reader whose blinding for the image ended (``blinding_ended``) has seen Compare or
+    History, which name the models an anonymised study shows under letters."""
     if kind == "unaided":
         return (IMAGE,)
-    hidden = study.anonymise and work.blinding_ended is None
+    hidden = study.anonymise and not blinding_ended
     return tuple([IMAGE, FILE_NAME, PREDICTIONS, MAPS] if hidden else EVERYTHING)
 
 
@@ -321,13 +321,12 @@ def maps_visible(study: StudyRecord, item: WorkItem) -> bool:
 
 
 def ended_items(store: Store, study: StudyRecord, reader: str) -> set[str]:
-    """The item hashes of the study's cases whose blinding ended for ``reader``."""
+    """The item hashes of the study's images whose blinding ended for ``reader``, here or in
+    another study (as the worklist closes them)."""
     if not study.blinded or not reader:
         return set()
-    ended = store.blinding_ended(study.study_id).get(reader, {})
-    return {
-        c.item.item_hash for c in store.cases(study.study_id, removed=True) if c.case_id in ended
-    }
+    closed = store.closed_images(reader)
+    return {c.item.item_hash for c in store.cases(study.study_id, removed=True)} & set(closed)
 
 
 def end_blinding(store: Store, study: StudyRecord, reader: str, reads: pd.DataFrame) -> int:

@@ -42,7 +42,7 @@ from annotations.records import (
 )
 from annotations.schema import NAME_LENGTH
 from annotations.scores import SCORE_NAMES
-from annotations.store import FIRST_RELEASE_STUDY, Store
+from annotations.store import FIRST_RELEASE_STUDY, ReadRefused, Store
 from review.exports import csv_text
 
 FORMAT = "lran-review-study/1"
@@ -547,7 +547,10 @@ def import_study(store: Store, data: bytes, name: str | None = None) -> StudyRec
                 case_id=None if read.case_id is None else case_ids.get(read.case_id),
                 parent_id=None if read.parent_id is None else read_ids.get(read.parent_id),
             )
-            read_ids[read.read_id] = store.save_review(record).review_id
+            try:
+                read_ids[read.read_id] = store.save_review(record).review_id
+            except ReadRefused as err:
+                raise ValueError(f"read {read.read_id} by {record.reader}: {err}") from None
         for reader, case_id, at in plan.unblindings:
             store.end_blinding(reader, [case_ids[case_id]], at)
     return study

@@ -610,13 +610,31 @@ def test_compare_names_no_model_of_an_anonymised_case_before_the_aided_read(env:
         ) + str([t.value for t in at.table])
 
     before = compare_page()
-    assert "left out (anonymised study" in before
+    assert "1 read of 1 case without your aided read is left out (anonymised study" in before
     assert not any(t in before for t in TITLES), before
     at.switch_page(REVIEW).run()
     draw_and_label(at, "aided", rect(0, 0, 25, 25), "IDC-positive", best_map="A")
     at = save(at, "aided")
     after = compare_page()
-    assert "you have not read yet" not in after and any(t in after for t in TITLES), after
+    assert "without your aided read" not in after and any(t in after for t in TITLES), after
+
+
+def test_an_aided_read_saved_after_compare_named_the_models_says_so(env: str) -> None:
+    # Anonymised: the aided read asks which map matches best under letters. Shown the reads on
+    # Compare in another tab first, the reader knew the models behind the letters.
+    study = Store(env).create_study("anonymised", "IDC", "blinded", "idc", anonymise=True)
+    at = add(choose_study(start(), study.study_id), [("p.png", png(patch(15)))])
+    at.switch_page(REVIEW).run()
+    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-positive")
+    at = save(at, "unaided")
+    tab = choose_study(start(), study.study_id)
+    tab.switch_page(COMPARE).run()
+    tab.button(key=f"c_unread-{study.study_id}-dr-a").click().run()
+    draw_and_label(at, "aided", rect(0, 0, 25, 25), "IDC-positive", best_map="A")
+    at = save(at, "aided")
+    reads = Store(env).reviews_frame().set_index("read_kind")
+    assert reads.loc["unaided", "visible"] == ["image"]
+    assert reads.loc["aided", "visible"][-1] == "model names"
 
 
 def test_compare_leaves_out_the_reads_of_a_removed_case(env: str) -> None:

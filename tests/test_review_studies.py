@@ -298,10 +298,15 @@ def test_an_admin_who_sees_others_reads_first_cannot_read_those_cases(tmp_path: 
     # An anonymised study's aided read after that says the model names were known (Compare
     # names them); another reader's does not.
     (mine,) = [w for w in studies.worklist(store, study, "dr-a").items if w.status == studies.AIDED]
-    assert studies.visible(study, "aided", mine) == ("image", "file name", "predictions", "maps")
+    assert mine.blinding_ended is None
+    assert studies.visible(study, "aided", False) == ("image", "file name", "predictions", "maps")
     seen = studies.worklist(store, study, "dr-b").items[0]
-    assert studies.visible(study, "aided", seen)[-1] == "model names"
-    assert studies.visible(study, "unaided", seen) == ("image",)
+    assert seen.blinding_ended is not None
+    assert studies.visible(study, "aided", True)[-1] == "model names"
+    assert studies.visible(study, "unaided", True) == ("image",)
+    # A name typed in another case is the reader who ended their blinding (local mode).
+    studies.end_blinding(store, other, "DR-E", store.reviews_frame(study_id=other.study_id))
+    assert "DR-E" in store.reader_names() and identity.known_spelling(store, "dr-e") == "DR-E"
     # Asking again records nothing new: the first time is kept.
     first = ended["dr-b"][cases[0].case_id]
     assert studies.end_blinding(store, study, "dr-b", reads) == 0
@@ -309,6 +314,13 @@ def test_an_admin_who_sees_others_reads_first_cannot_read_those_cases(tmp_path: 
     # dr-a read both unaided: nothing of theirs is closed, and their worklist is unchanged.
     assert studies.worklist(store, study, "dr-a").progress() == "2 of 2 done"
     assert "dr-a" not in store.blinding_ended(study.study_id)
+    # In this anonymised study dr-a's unaided-only case is withheld from them until their aided
+    # read; shown, it is recorded, yet the unaided read they made before stays importable.
+    reads = store.reviews_frame(study_id=study.study_id)
+    assert studies.end_blinding(store, study, "dr-a", reads) == 0
+    assert set(store.blinding_ended(study.study_id)["dr-a"]) == {cases[1].case_id}
+    copy = studyio.import_study(store, studyio.export_study(store, study), "copy")
+    assert len(store.reviews_frame(study_id=copy.study_id)) == 3
 
 
 def test_a_study_exports_and_imports_into_an_empty_database(

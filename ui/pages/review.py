@@ -9,6 +9,8 @@ region, mapped at the µm/px the reader gives (prefilled from TIFF tags).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import streamlit as st
 
@@ -143,6 +145,7 @@ def read_kind(study: StudyRecord, work: WorkItem) -> str:
 
 def build(
     item: ImageItem,
+    study: StudyRecord,
     model_set: ModelSet,
     as_region: bool,
     mpp: float | None,
@@ -153,6 +156,11 @@ def build(
 ) -> ReviewRecord:
     """The record of a read: the region scored against every model's maps (computed now if
     they were hidden)."""
+    if how.kind == "aided":
+        # As it stands at the save: another tab may have ended the blinding since this page
+        # was drawn (Compare names the models).
+        ended = item.item_hash in cache.store(cache.database_url()).closed_images(reader)
+        how = replace(how, visible=visible(study, how.kind, ended))
     if as_region:
         cam_class = st.session_state.get("region_class", len(model_set.class_names) - 1)
         if mpp is None:
@@ -255,7 +263,7 @@ def main() -> None:
         case_id=work.case.case_id,
         kind=kind,
         blinded=kind == "unaided",
-        visible=visible(study, kind, work),
+        visible=visible(study, kind, work.blinding_ended is not None),
         parent_id=work.unaided_id if kind == "aided" else None,
         anonymised=letters if study.anonymise and kind != "unaided" else None,
         label_set=labels.name,
@@ -309,7 +317,9 @@ def main() -> None:
                 case,
                 save=lambda: read.save_read(
                     case,
-                    lambda r, lab, m, h: build(item, model_set, as_region, mpp, r, lab, m, h),
+                    lambda r, lab, m, h: build(
+                        item, study, model_set, as_region, mpp, r, lab, m, h
+                    ),
                     how,
                 ),
                 extra=best_map,

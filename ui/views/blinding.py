@@ -37,8 +37,10 @@ def reads_shown(
     if not hidden.any():
         return reads
     cases = reads.loc[hidden, "item_hash"].nunique()
+    # Anonymised: withheld until the aided read, so cases read unaided only are among them.
+    not_yet = "without your aided read" if study.anonymise else "you have not read yet"
     if person.admin and st.button(
-        f"Show the {cases} case{'s' if cases != 1 else ''} you have not read yet",
+        f"Show the {cases} case{'s' if cases != 1 else ''} {not_yet}",
         # Per reader and study: a click in one study does not carry to another.
         key=f"{key}-{study.study_id}-{person.name}",
         help="Blinded study: others' reads, the file names and the models' verdicts on a case "
@@ -60,7 +62,7 @@ def reads_shown(
         return reads
     st.caption(
         f"{int(hidden.sum())} read{'s' if hidden.sum() != 1 else ''} of {cases} "
-        f"case{'s' if cases != 1 else ''} you have not read yet "
+        f"case{'s' if cases != 1 else ''} {not_yet} "
         f"{'are' if hidden.sum() != 1 else 'is'} left out "
         + (
             "(anonymised study: until your aided read, which names no model)."
