@@ -976,6 +976,9 @@ def test_compare_and_history_withhold_cases_a_reader_has_not_read_yet(env: str) 
     at.switch_page(COMPARE).run()
     at.button(key=f"c_unread-{study}-dr-b").click().run()
     assert not withheld("dr-b", COMPARE)
+    # At once drawn from the record: no button to press again, and what was chosen said.
+    assert not [b for b in at.button if b.key == f"c_unread-{study}-dr-b"]
+    assert any("You chose to see others' reads of 1 case" in c for c in texts(at.caption))
     store = Store(env)
     case_id = store.cases(study)[0].case_id
     assert set(store.blinding_ended(study)) == {"dr-b"}

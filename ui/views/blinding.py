@@ -59,7 +59,8 @@ def reads_shown(
                 f"{widgets.plain(server.reader_message(err))}"
             )
             return reads[~hidden]
-        return reads
+        # Drawn again from the record: the button gone, the page saying what was chosen.
+        st.rerun()
     st.caption(
         f"{int(hidden.sum())} read{'s' if hidden.sum() != 1 else ''} of {cases} "
         f"case{'s' if cases != 1 else ''} {not_yet} "
