@@ -153,8 +153,9 @@ class Draft(Base):
 
 class Unblinding(Base):
     """A reader who was shown others' reads of a case before their own unaided read of it (an
-    admin's choice on Compare or History, ``at``): their blinding for the case has ended, so
-    an unaided read of it by them would not be blinded and is not taken."""
+    admin's choice on Compare or History, ``at``): their blinding for the case's image has
+    ended, so an unaided read of that image by them, in any study, would not be blinded and is
+    not taken."""
 
     __tablename__ = "unblindings"
 

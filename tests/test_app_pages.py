@@ -32,6 +32,7 @@ from streamlit.testing.v1 import AppTest
 
 from annotations.geojson import geojson_to_mask
 from annotations.masks import png_to_mask
+from annotations.records import StudyRecord
 from annotations.scores import agreement
 from annotations.store import Store
 from lran_core.maps import resize_map
@@ -595,12 +596,18 @@ def test_anonymised_maps_are_shown_under_letters_and_the_best_map_is_stored(
     assert b_cell["row"] == f"CAM ({cam.cam_class})" or b_cell["row"] == "CAM"
 
 
-def test_compare_names_no_model_of_an_anonymised_case_before_the_aided_read(env: str) -> None:
+def anonymised_unaided_read(env: str, seed: int) -> tuple[StudyRecord, AppTest]:
+    """A new anonymised blinded study with one patch, read unaided by dr-a: the study, and
+    the app on its aided read."""
     study = Store(env).create_study("anonymised", "IDC", "blinded", "idc", anonymise=True)
-    at = add(choose_study(start(), study.study_id), [("p.png", png(patch(14)))])
+    at = add(choose_study(start(), study.study_id), [("p.png", png(patch(seed)))])
     at.switch_page(REVIEW).run()
     draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-positive")
-    at = save(at, "unaided")
+    return study, save(at, "unaided")
+
+
+def test_compare_names_no_model_of_an_anonymised_case_before_the_aided_read(env: str) -> None:
+    _, at = anonymised_unaided_read(env, 14)
 
     def compare_page() -> str:
         at.switch_page(COMPARE).run()
@@ -622,11 +629,7 @@ def test_compare_names_no_model_of_an_anonymised_case_before_the_aided_read(env:
 def test_an_aided_read_saved_after_compare_named_the_models_says_so(env: str) -> None:
     # Anonymised: the aided read asks which map matches best under letters. Shown the reads on
     # Compare in another tab first, the reader knew the models behind the letters.
-    study = Store(env).create_study("anonymised", "IDC", "blinded", "idc", anonymise=True)
-    at = add(choose_study(start(), study.study_id), [("p.png", png(patch(15)))])
-    at.switch_page(REVIEW).run()
-    draw_and_label(at, "unaided", rect(0, 0, 25, 25), "IDC-positive")
-    at = save(at, "unaided")
+    study, at = anonymised_unaided_read(env, 15)
     tab = choose_study(start(), study.study_id)
     tab.switch_page(COMPARE).run()
     tab.button(key=f"c_unread-{study.study_id}-dr-a").click().run()
@@ -978,14 +981,14 @@ def test_compare_and_history_withhold_cases_a_reader_has_not_read_yet(env: str) 
     assert not withheld("dr-b", COMPARE)
     # At once drawn from the record: no button to press again, and what was chosen said.
     assert not [b for b in at.button if b.key == f"c_unread-{study}-dr-b"]
-    assert any("You chose to see others' reads of 1 case" in c for c in texts(at.caption))
+    assert any("Your blinding has ended for 1 image of this study" in c for c in texts(at.caption))
     store = Store(env)
     case_id = store.cases(study)[0].case_id
     assert set(store.blinding_ended(study)) == {"dr-b"}
     assert set(store.blinding_ended(study)["dr-b"]) == {case_id}
     at.switch_page(HISTORY).run()
     assert not withheld("dr-b", HISTORY)
-    assert any("You chose to see others' reads of 1 case" in c for c in texts(at.caption))
+    assert any("Your blinding has ended for 1 image of this study" in c for c in texts(at.caption))
     # ... and only theirs: the next reader in this browser is blinded still.
     at.text_input(key="reader").input("dr-c").run()
     assert withheld("dr-c", HISTORY) and "dr-c" not in store.blinding_ended(study)

@@ -31,8 +31,9 @@ def reads_shown(
     if ended:
         n = len(ended)
         st.caption(
-            f"You chose to see others' reads of {n} case{'s' if n != 1 else ''} of this study "
-            "before reading them: those you had not read unaided are closed to you on Review."
+            f"Your blinding has ended for {n} image{'s' if n != 1 else ''} of this study (you "
+            "chose to see others' reads of them, here or in another study): those you had not "
+            "read unaided are closed to you on Review."
         )
     if not hidden.any():
         return reads

@@ -162,7 +162,7 @@ export class LinkedViewer {
   /** The leader's own bounds when it last moved the others (viewport coordinates). */
   private leaderBounds: OpenSeadragon.Rect | null = null;
   /** The linked region every pane shows fitted (viewport coordinates; null: each pane's home),
-   * kept to restore after a rebuild, and per image in the tab's session storage (recall). */
+   * kept to restore after a rebuild. */
   private bounds: OpenSeadragon.Rect | null = null;
   private drawingArg: string | undefined = undefined;
   private resizeTimer = 0;
@@ -537,7 +537,8 @@ export class LinkedViewer {
       pane.animating = true;
     });
     // Where the reader takes the view (not a fit or a resize, which only show more of it) is
-    // kept for a new viewer of this image: the aided read's, or this case's when they return.
+    // kept under the page's view_key for a new viewer: the aided read's, or the case's when
+    // the reader returns to it.
     for (const name of ["canvas-scroll", "canvas-drag"] as const) {
       viewer.addHandler(name, () => {
         pane.moved = true;
